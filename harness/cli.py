@@ -1,0 +1,203 @@
+"""The `harness` command: parse arguments, call one library function, map errors to exit codes.
+
+Exit codes: 0 success, 2 a user-facing error (bad spec, bad data, tracking store down),
+1 an unexpected internal error, 130 interrupted (Ctrl-C / SIGTERM). Heavy libraries are
+imported inside the command functions so `harness --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+
+DEFAULT_CONFIG = "experiments.yaml"
+
+
+def _echo(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=DEFAULT_CONFIG, type=Path, help="suite file (default: %(default)s)")
+    parser.add_argument("--profile", help="a profile from the suite file, e.g. 'full' for the paper-length study")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db beside the suite file)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="harness",
+        description="Experiment-tracking benchmark harness for facial expression recognition.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="train experiments from the suite file, tracked in MLflow")
+    run.add_argument("names", nargs="*", metavar="NAME", help="experiments to run (default: all)")
+    _add_common(run)
+    run.add_argument("--data", metavar="[KIND:]PATH", help="train on another dataset, e.g. affectnet:/data/AffectNet (a bare PATH means affectnet)")
+    run.add_argument("--epochs", type=int, help="override train.epochs")
+    run.add_argument("--seed", type=int, help="override train.seed")
+    run.add_argument("--force", action="store_true", help="retrain even if an identical run FINISHED")
+    run.add_argument("--cache-dir", type=Path, help="preprocessing cache (default: .cache/harness beside the suite file)")
+    run.set_defaults(func=cmd_run)
+
+    lst = sub.add_parser("list", help="list the suite's experiments")
+    _add_common(lst)
+    lst.set_defaults(func=cmd_list)
+
+    data = sub.add_parser("data", help="dataset commands")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    synth = data_sub.add_parser("synth", help="generate the embedded synthetic AffectNet-format dataset")
+    _add_common(synth)
+    synth.add_argument("--out", type=Path, help="output folder (default: the suite's data.path)")
+    synth.add_argument("--seed", type=int, help="generator seed (default: the suite's data.synth_seed)")
+    synth.add_argument("--scale", type=float, help="fraction of AffectNet's training counts (default: the suite's)")
+    synth.add_argument("--val-per-class", type=int, help="validation images per class (default: the suite's)")
+    synth.set_defaults(func=cmd_synth)
+
+    report = sub.add_parser("report", help="write the HTML report from the MLflow store (no retraining)")
+    _add_common(report)
+    report.add_argument("--out", type=Path, help="output file (default: reports/index.html beside the suite file)")
+    report.set_defaults(func=cmd_report)
+    return parser
+
+
+def _data_override(value: str | None) -> dict[str, Any]:
+    if not value:
+        return {}
+    kind, sep, path = value.partition(":")
+    if sep and kind and "/" not in kind and "\\" not in kind:
+        return {"source": kind, "path": path}
+    return {"source": "affectnet", "path": value}
+
+
+def _load(args: argparse.Namespace, overrides: dict[str, dict[str, Any]] | None = None) -> Any:
+    from harness.spec import load_suite
+
+    return load_suite(args.config, profile=args.profile, overrides=overrides)
+
+
+def _tracking_uri(args: argparse.Namespace, root: Path) -> str:
+    from harness.tracking.write import default_tracking_uri
+
+    return args.tracking_uri or default_tracking_uri(root)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """harness run: train the named experiments (all by default)."""
+    overrides: dict[str, dict[str, Any]] = {}
+    if args.data:
+        overrides["data"] = _data_override(args.data)
+    train = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed)) if v is not None}
+    if train:
+        overrides["train"] = train
+    suite = _load(args, overrides)
+    specs = suite.select(args.names)
+    from harness.runner import RunContext, run_suite
+    from harness.tracking.write import connect
+
+    uri = _tracking_uri(args, suite.root)
+    tracker = connect(uri, suite.name)
+    ctx = RunContext(
+        tracker=tracker,
+        project_root=suite.root,
+        cache_dir=args.cache_dir or suite.root / ".cache" / "harness",
+        force=args.force,
+        echo=_echo,
+    )
+    _echo(f"tracking to {uri}, experiment '{suite.name}'")
+    started = time.perf_counter()
+    outcomes = run_suite(suite, specs, ctx)
+    _echo(f"\n{len(outcomes)} experiment(s) in {time.perf_counter() - started:.0f} s:")
+    for o in outcomes:
+        acc = f"val acc {o.val_accuracy:.3f}" if o.val_accuracy is not None else o.reason
+        print(f"{o.name:<34} {o.status:<9} {acc:<22} {o.run_id or ''}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """harness list: the suite's experiments with model, sampler and the paper's accuracy."""
+    suite = _load(args)
+    print(f"suite '{suite.name}' ({suite.path}), {len(suite.experiments)} experiments")
+    print(f"{'name':<34} {'iter':<5} {'model':<16} {'sampler':<9} {'paper':<6} tags")
+    for spec in suite.experiments.values():
+        paper = f"{spec.paper_val_accuracy:.3f}" if spec.paper_val_accuracy is not None else "-"
+        iteration = str(spec.iteration) if spec.iteration is not None else "-"
+        print(f"{spec.name:<34} {iteration:<5} {spec.model.name:<16} {spec.sampler.name:<9} {paper:<6} {','.join(spec.tags)}")
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    """harness data synth: generate (once) the synthetic dataset the suite trains on."""
+    from harness.data.dataset import resolve_path
+    from harness.data.synthetic import ensure_synthetic
+
+    suite = _load(args)
+    data = next((s.data for s in suite.experiments.values() if s.data.source == "synthetic"), None)
+    if data is None:
+        from harness.spec import DataSpec
+
+        data = DataSpec()
+    root = args.out or resolve_path(data, suite.root)
+    seed = data.synth_seed if args.seed is None else args.seed
+    scale = data.synth_scale if args.scale is None else args.scale
+    val = data.synth_val_per_class if args.val_per_class is None else args.val_per_class
+    if scale <= 0 or scale > 1 or val < 1:
+        raise HarnessError("--scale must be in (0, 1] and --val-per-class at least 1")
+    started = time.perf_counter()
+    made = ensure_synthetic(root, seed=seed, scale=scale, val_per_class=val)
+    verb = "generated" if made else "already present:"
+    _echo(f"{verb} {root} ({time.perf_counter() - started:.1f} s)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """harness report: rebuild reports/index.html from MLflow."""
+    from harness.report import build_report
+
+    suite = _load(args)
+    out = args.out or suite.root / "reports" / "index.html"
+    summary = build_report(_tracking_uri(args, suite.root), suite.name, out)
+    for warning in summary.warnings:
+        _echo(f"note: {warning}")
+    _echo(f"wrote {summary.out_path} ({summary.n_runs} runs, {summary.seconds:.1f} s)")
+    return 0
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `harness` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # SIGTERM ends a run the way Ctrl-C does, so MLflow marks it KILLED, not RUNNING forever.
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return args.func(args)
+    except HarnessError as exc:
+        if args.debug:
+            raise
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("harness: interrupted; the current run is marked KILLED", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - last line of defence: one line, no traceback
+        if args.debug:
+            raise
+        print(f"harness: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,1 @@
+"""Datasets: source adapters, the preprocessing cache, and per-epoch samplers."""

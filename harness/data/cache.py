@@ -1,0 +1,220 @@
+"""Preprocessing cache: decode, crop and resize every image once, in parallel, into uint8 arrays.
+
+The cache key is a digest of the file list (paths, sizes, modification times, labels, boxes)
+and the preprocessing settings, so a changed file or setting rebuilds it. The arrays are
+written to a temporary name and renamed into place, with a checksum recorded beside them
+that is verified on load: a half-written or damaged cache is detected and rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from harness.data.records import ImageRecord
+from harness.locks import atomic_write_bytes, file_lock
+
+# Bump when decoding/cropping/resizing changes, so old caches are not reused.
+PREPROCESS_VERSION = 1
+# Images per task sent to a worker process: large enough to amortise pickling.
+CHUNK = 256
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How an image becomes an array: output side length and channel count."""
+
+    image_size: int
+    channels: int
+
+    def key(self) -> dict[str, int]:
+        """The settings as they enter the cache key."""
+        return {"image_size": self.image_size, "channels": self.channels, "version": PREPROCESS_VERSION}
+
+
+@dataclass(frozen=True)
+class Arrays:
+    """Decoded images (N, H, W, C uint8) and labels for one split, minus unreadable files."""
+
+    x: np.ndarray
+    y: np.ndarray
+    unreadable: list[str]
+
+
+def decode(record: ImageRecord, prep: Preprocess) -> np.ndarray | None:
+    """Open, crop to the face box, and resize one image with PIL; None if it cannot be read."""
+    from PIL import Image, ImageOps
+
+    mode = "RGB" if prep.channels == 3 else "L"
+    try:
+        with Image.open(record.path) as im:
+            box = record.box
+            if box is None:
+                # Folder datasets carry no box: honour EXIF orientation, use the whole image.
+                im = ImageOps.exif_transpose(im)
+            full_w, full_h = im.size
+            box = _clamp(box, full_w, full_h)
+            if im.format == "JPEG":
+                # Reduced-size DCT decoding: never below the target size for the face box.
+                scale = min(box[2], box[3]) / prep.image_size
+                im.draft(mode, (max(1, int(full_w / scale)), max(1, int(full_h / scale))))
+            sx, sy = im.size[0] / full_w, im.size[1] / full_h
+            crop = (box[0] * sx, box[1] * sy, (box[0] + box[2]) * sx, (box[1] + box[3]) * sy)
+            im = _to_mode(im, mode)
+            im = im.resize((prep.image_size, prep.image_size), Image.Resampling.BILINEAR, box=crop)
+            array = np.asarray(im, dtype=np.uint8)
+    except Exception:  # noqa: BLE001 - any decoder failure means "unreadable", counted by the caller
+        return None
+    return array.reshape(prep.image_size, prep.image_size, prep.channels)
+
+
+def _clamp(box: tuple[int, int, int, int] | None, w: int, h: int) -> tuple[int, int, int, int]:
+    if box is None:
+        return (0, 0, w, h)
+    x, y = min(max(box[0], 0), w - 1), min(max(box[1], 0), h - 1)
+    return (x, y, max(1, min(box[2], w - x)), max(1, min(box[3], h - y)))
+
+
+def _to_mode(im, mode: str):  # noqa: ANN001, ANN202 - PIL images
+    """Convert any PIL mode (CMYK, palette, 16-bit, alpha) to 8-bit RGB or L."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(im, dtype=np.float64)
+        peak = array.max() or 1.0
+        from PIL import Image
+
+        im = Image.fromarray((array * (255.0 / peak)).astype(np.uint8), "L")
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA").convert(mode)
+    return im if im.mode == mode else im.convert(mode)
+
+
+def _decode_chunk(args: tuple[Sequence[ImageRecord], Preprocess]) -> tuple[np.ndarray, np.ndarray]:
+    records, prep = args
+    out = np.zeros((len(records), prep.image_size, prep.image_size, prep.channels), np.uint8)
+    ok = np.zeros(len(records), bool)
+    for i, record in enumerate(records):
+        array = decode(record, prep)
+        if array is not None:
+            out[i], ok[i] = array, True
+    return out, ok
+
+
+def decode_all(
+    records: Sequence[ImageRecord], prep: Preprocess, *, workers: int | None = None, progress: bool = False
+) -> Arrays:
+    """Decode records in parallel processes, streaming chunks into one preallocated array."""
+    n = len(records)
+    x = np.zeros((n, prep.image_size, prep.image_size, prep.channels), np.uint8)
+    ok = np.zeros(n, bool)
+    chunks = [(records[i : i + CHUNK], prep) for i in range(0, n, CHUNK)]
+    for start, (chunk_x, chunk_ok) in zip(range(0, n, CHUNK), _map(chunks, workers, progress, n)):
+        x[start : start + len(chunk_ok)], ok[start : start + len(chunk_ok)] = chunk_x, chunk_ok
+    y = np.fromiter((r.label for r in records), dtype=np.int64, count=n)
+    unreadable = [str(records[i].path) for i in np.flatnonzero(~ok)]
+    return Arrays(x=x[ok], y=y[ok], unreadable=unreadable)
+
+
+def _map(chunks: list, workers: int | None, progress: bool, total: int) -> Iterator:
+    """Map chunks over worker processes (in order); a plain loop for tiny inputs or one worker."""
+    workers = workers or os.cpu_count() or 1
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="img", desc="preprocessing", leave=False)
+    try:
+        if workers <= 1 or len(chunks) <= 1:
+            results = map(_decode_chunk, chunks)
+            pool = None
+        else:
+            import multiprocessing
+
+            # fork: workers need only PIL and numpy, and start in milliseconds.
+            pool = multiprocessing.get_context("fork").Pool(min(workers, len(chunks)))
+            results = pool.imap(_decode_chunk, chunks)
+        try:
+            for result in results:
+                if bar is not None:
+                    bar.update(len(result[1]))
+                yield result
+        finally:
+            if pool is not None:
+                pool.terminate()
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def cache_key(splits: dict[str, Sequence[ImageRecord]], prep: Preprocess) -> str:
+    """A digest of every record (path, size, mtime, label, box) and the preprocessing settings."""
+    digest = hashlib.sha256(json.dumps(prep.key(), sort_keys=True).encode())
+    for split, records in sorted(splits.items()):
+        digest.update(split.encode())
+        for r in records:
+            digest.update(f"{r.path}|{r.size}|{r.mtime_ns}|{r.label}|{r.box}\n".encode())
+    return digest.hexdigest()[:24]
+
+
+def load_or_build(
+    cache_dir: Path,
+    splits: dict[str, Sequence[ImageRecord]],
+    prep: Preprocess,
+    *,
+    workers: int | None = None,
+    progress: bool = False,
+) -> tuple[dict[str, Arrays], Path, bool]:
+    """Load the cached arrays for these records, building (and saving) them if absent or damaged.
+
+    Returns the arrays per split, the cache file, and whether it was built now.
+    """
+    key = cache_key(splits, prep)
+    path = cache_dir / f"{key}.npz"
+    cached = _load(path)
+    if cached is not None:
+        return cached, path, False
+    with file_lock(cache_dir / f"{key}.lock"):
+        cached = _load(path)  # another process may have built it while we waited
+        if cached is not None:
+            return cached, path, False
+        arrays = {s: decode_all(r, prep, workers=workers, progress=progress) for s, r in splits.items()}
+        _save(path, arrays)
+        return arrays, path, True
+
+
+def _save(path: Path, arrays: dict[str, Arrays]) -> None:
+    buffer = io.BytesIO()
+    payload = {}
+    for split, a in arrays.items():
+        payload[f"{split}_x"], payload[f"{split}_y"] = a.x, a.y
+    np.savez(buffer, **payload)
+    data = buffer.getvalue()
+    meta = {
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "unreadable": {s: a.unreadable for s, a in arrays.items()},
+    }
+    # Data first, then the manifest naming its checksum: a crash between leaves no manifest.
+    atomic_write_bytes(path, data)
+    atomic_write_bytes(path.with_suffix(".json"), json.dumps(meta).encode())
+
+
+def _load(path: Path) -> dict[str, Arrays] | None:
+    try:
+        meta = json.loads(path.with_suffix(".json").read_text())
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+            return None
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            splits = {k[: -len("_x")] for k in npz.files if k.endswith("_x")}
+            return {
+                s: Arrays(npz[f"{s}_x"], npz[f"{s}_y"], list(meta["unreadable"].get(s, [])))
+                for s in splits
+            }
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

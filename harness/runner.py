@@ -1,0 +1,263 @@
+"""Run experiments: spec → dataset → model → fit → metrics → MLflow. The one training path.
+
+`harness run` and (later) sweep trials both come through `run_experiment`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.locks import file_lock
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from harness.data.dataset import Dataset
+    from harness.spec import ExperimentSpec, Suite
+    from harness.tracking.write import RunLogger, Tracker
+    from harness.train import EpochStats, FitResult
+
+Echo = Callable[[str], None]
+EXAMPLES_PER_ROW = 8
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What happened to one experiment: trained, or skipped and why."""
+
+    name: str
+    status: str  # "finished" | "skipped"
+    run_id: str | None
+    val_accuracy: float | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Where runs read data from and write results to."""
+
+    tracker: Tracker
+    project_root: Path
+    cache_dir: Path
+    force: bool = False
+    echo: Echo = lambda _msg: None
+
+
+def code_version(root: Path) -> str:
+    """The git commit of the code (with '-dirty' if it has uncommitted changes), or 'unknown'."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root, capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{commit}-dirty" if dirty else commit
+
+
+def run_key(spec: ExperimentSpec, dataset: Dataset) -> str:
+    """Identity of a training run: same spec on the same data → same key → skipped if finished."""
+    return hashlib.sha256(f"{spec.spec_hash()}:{dataset.digest}".encode()).hexdigest()[:16]
+
+
+def run_suite(suite: Suite, specs: Sequence[ExperimentSpec], ctx: RunContext) -> list[RunOutcome]:
+    """Run each spec in order, sharing loaded datasets between specs with the same data section."""
+    reaped = ctx.tracker.reap_stale_runs()
+    if reaped:
+        ctx.echo(f"marked {len(reaped)} run(s) of dead processes FAILED: {', '.join(reaped)}")
+    datasets: dict[str, Dataset] = {}
+    outcomes = []
+    for i, spec in enumerate(specs, start=1):
+        ctx.echo(f"[{i}/{len(specs)}] {spec.name}: {spec.description}")
+        key = spec.data.model_dump_json()
+        if key not in datasets:
+            datasets[key] = load_data(spec, ctx)
+        outcomes.append(run_experiment(suite, spec, datasets[key], ctx))
+    return outcomes
+
+
+def load_data(spec: ExperimentSpec, ctx: RunContext) -> Dataset:
+    """Load the spec's dataset through the cache, reporting what was skipped."""
+    from harness.data.dataset import load_dataset
+
+    data = load_dataset(spec.data, ctx.project_root, ctx.cache_dir, progress=True)
+    skipped = ", ".join(f"{k}: {v}" for k, v in sorted(data.quality.items()))
+    ctx.echo(
+        f"  data {data.name}: {len(data.y_train)} train / {len(data.y_val)} validation images, "
+        f"{data.num_classes} classes" + (f"; skipped {skipped}" if skipped else "")
+    )
+    return data
+
+
+def run_experiment(suite: Suite, spec: ExperimentSpec, data: Dataset, ctx: RunContext) -> RunOutcome:
+    """Train and track one spec unless an identical run already FINISHED (or is running now)."""
+    key = run_key(spec, data)
+    if not ctx.force and (done := ctx.tracker.find_finished(key)):
+        ctx.echo(f"  skipped: finished run {done} has the same spec and data (--force retrains)")
+        return RunOutcome(spec.name, "skipped", done, reason="already finished")
+    with file_lock(ctx.cache_dir / "locks" / f"{key}.lock", blocking=False) as acquired:
+        if not acquired:
+            ctx.echo("  skipped: another harness process is training this spec right now")
+            return RunOutcome(spec.name, "skipped", None, reason="running elsewhere")
+        # Re-check under the lock: a concurrent process may have just finished it.
+        if not ctx.force and (done := ctx.tracker.find_finished(key)):
+            return RunOutcome(spec.name, "skipped", done, reason="already finished")
+        return _train_and_log(suite, spec, data, key, ctx)
+
+
+def _tags(suite: Suite, spec: ExperimentSpec, data: Dataset, key: str, root: Path) -> dict[str, str]:
+    tags = {
+        "harness.experiment": spec.name,
+        "harness.spec_hash": spec.spec_hash(),
+        "harness.run_key": key,
+        "harness.git_commit": code_version(root),
+        "harness.comparisons": ",".join(spec.tags),
+        "harness.description": spec.description,
+        "harness.dataset": data.name,
+        "harness.dataset_digest": data.digest,
+        "harness.eval_split": "validation",
+        "harness.seed": str(spec.train.seed),
+        "harness.kind": "train",
+        "harness.suite_file": str(suite.path),
+    }
+    if spec.iteration is not None:
+        tags["harness.paper_iteration"] = str(spec.iteration)
+    if spec.paper_val_accuracy is not None:
+        tags["harness.paper_val_accuracy"] = str(spec.paper_val_accuracy)
+    if suite.profile:
+        tags["harness.profile"] = suite.profile
+    return tags
+
+
+def build_model(spec: ExperimentSpec, data: Dataset) -> Any:
+    """The registered model for `spec`, behind an input layer fitted on the training images."""
+    import torch
+
+    from harness.inputs import with_input_layer
+    from harness.models import create_model
+
+    torch.manual_seed(spec.train.seed)
+    net = create_model(
+        spec.model.name,
+        num_classes=data.num_classes,
+        in_channels=spec.data.channels,
+        image_size=spec.data.image_size,
+        **spec.model.params,
+    )
+    return with_input_layer(net, data.x_train, spec.data.whitening, spec.train.seed)
+
+
+def _train_and_log(suite: Suite, spec: ExperimentSpec, data: Dataset, key: str, ctx: RunContext) -> RunOutcome:
+    from harness.train import fit, resolve_device
+
+    device = resolve_device(spec.train.device)
+    model = build_model(spec, data)
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    tags = _tags(suite, spec, data, key, ctx.project_root)
+    with ctx.tracker.run(spec.name, tags, spec.flat_params()) as log:
+        ctx.echo(f"  run {log.run_id} on {device}, {n_params:,} parameters")
+        log.log_text(spec.to_yaml(), "spec.yaml")
+        log.log_dataset(data.name, str(data.root), data.digest)
+        log.log_json({"skipped": data.quality, "examples": data.quality_examples}, "data/quality.json")
+
+        def on_epoch(stats: EpochStats) -> None:
+            log.log_metrics(stats.metrics(), step=stats.epoch)
+            ctx.echo(
+                f"  epoch {stats.epoch:>3}/{spec.train.epochs}: train acc {stats.train_accuracy:.3f} "
+                f"loss {stats.train_loss:.3f} | val acc {stats.val_accuracy:.3f} "
+                f"bal {stats.val_balanced_accuracy:.3f} | {stats.images / max(stats.train_seconds, 1e-9):.0f} img/s"
+            )
+
+        result = fit(model, data, spec, device=device, on_epoch=on_epoch)
+        _log_result(log, spec, data, result, n_params)
+    ev = result.evaluation
+    ctx.echo(f"  done: val accuracy {ev.accuracy:.3f}, balanced {ev.balanced_accuracy:.3f}, macro-F1 {ev.macro_f1:.3f}")
+    return RunOutcome(spec.name, "finished", log.run_id, val_accuracy=ev.accuracy)
+
+
+def _log_result(log: RunLogger, spec: ExperimentSpec, data: Dataset, result: FitResult, n_params: int) -> None:
+    """Final metrics and every artifact the report needs."""
+    import torch
+
+    from harness.figures import confusion_heatmap
+
+    ev = result.evaluation
+    last = result.history[-1]
+    log.log_metrics(
+        {
+            "final_val_accuracy": ev.accuracy,
+            "final_val_balanced_accuracy": ev.balanced_accuracy,
+            "final_val_macro_f1": ev.macro_f1,
+            "final_train_accuracy": last.train_accuracy,
+            "n_parameters": n_params,
+            "train_seconds": result.train_seconds,
+            "train_images_per_second": result.images_per_second,
+            "data_skipped": sum(data.quality.values()),
+        }
+    )
+    confusion = ev.confusion_dict()
+    log.log_json(confusion, "eval/confusion_matrix.json")
+    log.log_text(_confusion_csv(confusion), "eval/confusion_matrix.csv")
+    figure = confusion_heatmap(confusion, f"{spec.name}: confusion matrix (validation split)")
+    log.log_text(figure.to_html(include_plotlyjs=True, full_html=True), "eval/confusion_matrix.html")
+    log.log_json(ev.report, "eval/classification_report.json")
+    log.log_text(_predictions_csv(data.y_val, result.y_pred), "eval/predictions.csv")
+    log.log_json(
+        {
+            "labels": list(data.class_names),
+            "train": data.class_counts(data.y_train),
+            "sampled_per_epoch": result.sampled_per_epoch,
+            "validation": data.class_counts(data.y_val),
+        },
+        "data/class_counts.json",
+    )
+    png, rows = examples_grid(data.x_train, data.y_train, data.class_names, seed=spec.train.seed)
+    log.log_bytes(png, "data/examples.png")
+    log.log_json({"labels": rows, "per_row": EXAMPLES_PER_ROW}, "data/examples.json")
+    buffer = io.BytesIO()
+    torch.save(result.model.state_dict(), buffer)
+    log.log_bytes(buffer.getvalue(), "model/weights.pt")
+
+
+def _confusion_csv(confusion: dict[str, Any]) -> str:
+    labels = confusion["labels"]
+    lines = ["true\\predicted," + ",".join(labels)]
+    lines += [f"{name}," + ",".join(str(c) for c in row) for name, row in zip(labels, confusion["counts"])]
+    return "\n".join(lines) + "\n"
+
+
+def _predictions_csv(y_true: np.ndarray, y_pred: np.ndarray) -> str:
+    rows = ["index,y_true,y_pred"] + [f"{i},{t},{p}" for i, (t, p) in enumerate(zip(y_true, y_pred))]
+    return "\n".join(rows) + "\n"
+
+
+def examples_grid(
+    x: np.ndarray, y: np.ndarray, class_names: Sequence[str], *, seed: int = 0, zoom: int = 2
+) -> tuple[bytes, list[str]]:
+    """A PNG with one row per class of up to 8 random preprocessed images (the paper's Figure 4)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    size = x.shape[1]
+    rows = [c for c in range(len(class_names)) if (y == c).any()]
+    sheet = np.full((len(rows) * size, EXAMPLES_PER_ROW * size, x.shape[3]), 255, np.uint8)
+    for r, cls in enumerate(rows):
+        members = np.flatnonzero(y == cls)
+        picks = rng.choice(members, size=min(EXAMPLES_PER_ROW, len(members)), replace=False)
+        for c, i in enumerate(picks):
+            sheet[r * size : (r + 1) * size, c * size : (c + 1) * size] = x[i]
+    image = Image.fromarray(sheet.squeeze(-1) if sheet.shape[2] == 1 else sheet)
+    image = image.resize((image.width * zoom, image.height * zoom), Image.Resampling.NEAREST)
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue(), [class_names[c] for c in rows]

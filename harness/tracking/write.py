@@ -1,0 +1,229 @@
+"""Logging runs to MLflow: one experiment per suite, one run per trained spec.
+
+Everything goes through an explicit `MlflowClient(tracking_uri)`: no global MLflow state.
+Per-epoch metrics are sent as one batch per epoch, never per step. A run that raises ends
+FAILED, one interrupted by Ctrl-C or SIGTERM ends KILLED; a run whose process was killed
+outright (SIGKILL, power loss) is marked FAILED by the next invocation (`reap_stale_runs`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import TrackingError
+
+TAG = "harness."
+KIND_TRAIN = "train"
+
+
+def default_tracking_uri(project_root: Path) -> str:
+    """MLFLOW_TRACKING_URI if set, else `sqlite:///<project root>/mlflow.db` (what `mlflow ui` reads)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(project_root / 'mlflow.db').resolve()}"
+
+
+def _artifact_location(tracking_uri: str) -> str | None:
+    """Artifacts of a local sqlite store live beside the database, not in the caller's cwd."""
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri[len("sqlite:///") :])
+        return (db.parent / "mlartifacts").resolve().as_uri()
+    return None
+
+
+def _process_identity() -> dict[str, str]:
+    """Host, pid and the pid's start time: enough to tell later whether this process still lives."""
+    return {f"{TAG}host": socket.gethostname(), f"{TAG}pid": str(os.getpid()), f"{TAG}pid_start": _start_time(os.getpid())}
+
+
+def _start_time(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _alive(pid: int, start: str) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not start or _start_time(pid) == start  # a reused pid is another process
+
+
+@dataclass
+class Tracker:
+    """A connection to one MLflow experiment (the suite)."""
+
+    tracking_uri: str
+    experiment_name: str
+    client: Any
+    experiment_id: str
+
+    def find_finished(self, run_key: str) -> str | None:
+        """The id of a FINISHED training run with this key, if there is one."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{TAG}run_key` = '{run_key}' and attributes.status = 'FINISHED'",
+            max_results=1,
+        )
+        return runs[0].info.run_id if runs else None
+
+    def reap_stale_runs(self) -> list[str]:
+        """Mark RUNNING runs of dead processes on this host FAILED; returns their ids."""
+        host = socket.gethostname()
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"attributes.status = 'RUNNING' and tags.`{TAG}host` = '{host}'",
+            max_results=1000,
+        )
+        reaped = []
+        for run in runs:
+            tags = run.data.tags
+            try:
+                pid = int(tags.get(f"{TAG}pid", ""))
+            except ValueError:
+                continue
+            if not _alive(pid, tags.get(f"{TAG}pid_start", "")):
+                self.client.set_tag(run.info.run_id, f"{TAG}failure", "process died without ending the run")
+                self.client.set_terminated(run.info.run_id, status="FAILED")
+                reaped.append(run.info.run_id)
+        return reaped
+
+    @contextmanager
+    def run(self, run_name: str, tags: Mapping[str, str], params: Mapping[str, str]) -> Iterator[RunLogger]:
+        """Open a run; it ends FINISHED, FAILED (exception) or KILLED (Ctrl-C / SIGTERM)."""
+        all_tags = {**tags, **_process_identity(), "mlflow.runName": run_name}
+        try:
+            run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
+        except Exception as exc:  # noqa: BLE001 - any store failure is reported the same way
+            raise TrackingError(f"{self.tracking_uri}: cannot create a run: {_first_line(exc)}") from None
+        logger = RunLogger(self.client, run.info.run_id)
+        try:
+            logger.log_params(params)
+            yield logger
+        except KeyboardInterrupt:
+            self._end(run.info.run_id, "KILLED", "interrupted (Ctrl-C or SIGTERM)")
+            raise
+        except BaseException as exc:
+            self._end(run.info.run_id, "FAILED", _first_line(exc))
+            raise
+        else:
+            self.client.set_terminated(run.info.run_id, status="FINISHED")
+
+    def _end(self, run_id: str, status: str, reason: str) -> None:
+        try:
+            self.client.set_tag(run_id, f"{TAG}failure", reason[:500])
+            self.client.set_terminated(run_id, status=status)
+        except Exception:  # noqa: BLE001 - the original error matters more than this one
+            pass
+
+
+class RunLogger:
+    """Writes to one open run."""
+
+    def __init__(self, client: Any, run_id: str) -> None:
+        self.client = client
+        self.run_id = run_id
+
+    def log_params(self, params: Mapping[str, str]) -> None:
+        """All params in batches (MLflow takes at most 100 per call)."""
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[i : i + 100], synchronous=True)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        """Several metrics at one step in a single round trip."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        self.client.log_batch(self.run_id, metrics=batch, synchronous=True)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        """Several tags in one round trip."""
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()], synchronous=True)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        """A text artifact (YAML, CSV, HTML)."""
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def log_json(self, data: Any, artifact_file: str) -> None:
+        """A JSON artifact."""
+        self.client.log_text(self.run_id, json.dumps(data, indent=1), artifact_file)
+
+    def log_bytes(self, data: bytes, artifact_file: str) -> None:
+        """A binary artifact (PNG, model weights), written through a temporary file."""
+        folder, name = os.path.split(artifact_file)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            path.write_bytes(data)
+            self.client.log_artifact(self.run_id, str(path), folder or None)
+
+    def log_dataset(self, name: str, source: str, digest: str, context: str = "training") -> None:
+        """Record the dataset (name, location, digest) as the run's input, as mlflow.log_input does."""
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.data.sources import LocalArtifactDatasetSource
+        from mlflow.entities import DatasetInput, InputTag
+
+        dataset = MetaDataset(LocalArtifactDatasetSource(source), name=name, digest=digest)
+        tag = InputTag(key="mlflow.data.context", value=context)
+        self.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), [tag])])
+
+
+def connect(tracking_uri: str, experiment_name: str) -> Tracker:
+    """Open (creating if needed) the suite's experiment; fails fast if the store is unreachable."""
+    import logging
+
+    # MLflow's store set-up logs schema migrations at INFO on first use: not the user's concern.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from mlflow import MlflowClient
+
+    try:
+        client = MlflowClient(tracking_uri=tracking_uri)
+        experiment = client.get_experiment_by_name(experiment_name)
+        if experiment is None:
+            experiment_id = _create_experiment(client, tracking_uri, experiment_name)
+        elif experiment.lifecycle_stage == "deleted":
+            raise TrackingError(
+                f"{tracking_uri}: experiment '{experiment_name}' is deleted; restore it "
+                "(mlflow experiments restore) or choose another suite name"
+            )
+        else:
+            experiment_id = experiment.experiment_id
+    except TrackingError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - unreachable server, locked or corrupt database, ...
+        raise TrackingError(f"{tracking_uri}: tracking store unavailable: {_first_line(exc)}") from None
+    return Tracker(tracking_uri, experiment_name, client, experiment_id)
+
+
+def _create_experiment(client: Any, tracking_uri: str, name: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.create_experiment(name, artifact_location=_artifact_location(tracking_uri))
+    except MlflowException:
+        # Another process created it a moment ago.
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

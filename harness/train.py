@@ -1,0 +1,229 @@
+"""fit / train_one_epoch / evaluate: pure training code — no printing, no file I/O.
+
+Images stay uint8 on the device and are converted per batch, so an epoch never copies the
+dataset. Per-step host synchronisation is avoided: losses and hit counts accumulate on the
+device and are read once per epoch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from harness.data.samplers import SAMPLERS, class_weights
+from harness.metrics import Evaluation, evaluate
+from harness.optim import OPTIMIZERS
+
+if TYPE_CHECKING:
+    import torch
+
+    from harness.data.dataset import Dataset
+    from harness.spec import ExperimentSpec
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """What one epoch measured; `val_*` come from the validation split."""
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+    val_balanced_accuracy: float
+    val_macro_f1: float
+    train_seconds: float
+    images: int
+
+    def metrics(self) -> dict[str, float]:
+        """The per-epoch metrics as MLflow logs them."""
+        return {
+            "train_loss": self.train_loss,
+            "train_accuracy": self.train_accuracy,
+            "val_loss": self.val_loss,
+            "val_accuracy": self.val_accuracy,
+            "val_balanced_accuracy": self.val_balanced_accuracy,
+            "val_macro_f1": self.val_macro_f1,
+        }
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """A trained model with its history and its final validation predictions."""
+
+    model: Any
+    history: list[EpochStats]
+    evaluation: Evaluation
+    y_pred: np.ndarray
+    sampled_per_epoch: list[int]  # class counts the sampler drew in the first epoch
+
+    @property
+    def train_seconds(self) -> float:
+        """Time spent in training steps (evaluation excluded)."""
+        return sum(e.train_seconds for e in self.history)
+
+    @property
+    def images_per_second(self) -> float:
+        """Training throughput over the whole fit."""
+        return sum(e.images for e in self.history) / max(self.train_seconds, 1e-9)
+
+
+EpochCallback = Callable[[EpochStats], None]
+
+
+def resolve_device(name: str) -> str:
+    """'auto' picks CUDA when available, else the CPU."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        from harness.errors import HarnessError
+
+        raise HarnessError("train.device is 'cuda' but no CUDA device is available")
+    return name
+
+
+def to_tensor(x: np.ndarray, device: str) -> torch.Tensor:
+    """(N, H, W, C) uint8 array → (N, C, H, W) uint8 tensor on the device."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).to(device)
+
+
+def batch_input(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """uint8 batch → float in [0, 1]; the model's first layer normalises or whitens it."""
+    import torch
+
+    out = x.float().div_(255.0)
+    return out.contiguous(memory_format=torch.channels_last) if channels_last else out
+
+
+def fit(
+    model: torch.nn.Module,
+    data: Dataset,
+    spec: ExperimentSpec,
+    *,
+    device: str = "cpu",
+    on_epoch: EpochCallback | None = None,
+) -> FitResult:
+    """Train `model` on `data` as `spec` says; `on_epoch` sees each epoch's stats (and may raise)."""
+    import torch
+
+    train = spec.train
+    torch.manual_seed(train.seed)
+    rng = np.random.default_rng(train.seed)
+    model = model.to(device)
+    if train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = OPTIMIZERS.get(train.optimizer)(model.parameters(), train.lr, train.weight_decay)
+    weight = None
+    if spec.sampler.class_weighted_loss:
+        weight = torch.from_numpy(class_weights(data.y_train, data.num_classes)).to(device)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
+    x_train, y_train = to_tensor(data.x_train, device), torch.from_numpy(data.y_train).to(device)
+    x_val, y_val = to_tensor(data.x_val, device), torch.from_numpy(data.y_val).to(device)
+    sampler = SAMPLERS.get(spec.sampler.name)
+    history: list[EpochStats] = []
+    sampled: list[int] = []
+    for epoch in range(1, train.epochs + 1):
+        indices = sampler(data.y_train, spec.sampler.per_epoch, spec.sampler.cap, rng)
+        if epoch == 1:
+            sampled = data.class_counts(data.y_train[indices])
+        started = time.perf_counter()
+        train_loss, train_acc = train_one_epoch(
+            model, optimizer, loss_fn, x_train, y_train, indices, spec, device
+        )
+        seconds = time.perf_counter() - started
+        val_loss, y_pred = predict(model, x_val, y_val, spec, device, loss_fn=loss_fn)
+        scores = evaluate(data.y_val, y_pred, data.class_names)
+        stats = EpochStats(
+            epoch=epoch,
+            train_loss=train_loss,
+            train_accuracy=train_acc,
+            val_loss=val_loss,
+            val_accuracy=scores.accuracy,
+            val_balanced_accuracy=scores.balanced_accuracy,
+            val_macro_f1=scores.macro_f1,
+            train_seconds=seconds,
+            images=len(indices),
+        )
+        history.append(stats)
+        if on_epoch is not None:
+            on_epoch(stats)
+    return FitResult(model=model, history=history, evaluation=scores, y_pred=y_pred, sampled_per_epoch=sampled)
+
+
+def _autocast(spec: ExperimentSpec, device: str) -> Any:
+    import torch
+
+    return torch.autocast(
+        device_type="cuda" if device.startswith("cuda") else "cpu",
+        dtype=torch.bfloat16,
+        enabled=spec.train.precision == "bf16",
+    )
+
+
+def train_one_epoch(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    indices: np.ndarray,
+    spec: ExperimentSpec,
+    device: str,
+) -> tuple[float, float]:
+    """One pass over `indices` in mini-batches; returns (mean loss, accuracy) on those images."""
+    import torch
+
+    model.train()
+    order = torch.from_numpy(np.asarray(indices, dtype=np.int64)).to(device)
+    loss_sum = torch.zeros((), device=device)
+    hits = torch.zeros((), device=device, dtype=torch.long)
+    batch = spec.train.batch_size
+    for start in range(0, len(order), batch):
+        idx = order[start : start + batch]
+        xb, yb = batch_input(x[idx], spec.train.channels_last), y[idx]
+        with _autocast(spec, device):
+            logits = model(xb)
+            loss = loss_fn(logits.float(), yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * len(idx)
+        hits += (logits.detach().argmax(1) == yb).sum()
+    n = max(len(order), 1)
+    return float(loss_sum) / n, int(hits) / n
+
+
+def predict(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    spec: ExperimentSpec,
+    device: str,
+    *,
+    loss_fn: torch.nn.Module | None = None,
+) -> tuple[float, np.ndarray]:
+    """Predicted classes for `x` in large batches; also the mean loss when `y` is given."""
+    import torch
+
+    model.eval()
+    preds, loss_sum = [], torch.zeros((), device=device)
+    batch = spec.train.eval_batch_size
+    with torch.inference_mode():
+        for start in range(0, len(x), batch):
+            xb = batch_input(x[start : start + batch], spec.train.channels_last)
+            with _autocast(spec, device):
+                logits = model(xb).float()
+            if y is not None and loss_fn is not None:
+                # Unweighted loss for reporting: validation loss is comparable across runs.
+                loss_sum += torch.nn.functional.cross_entropy(logits, y[start : start + batch], reduction="sum")
+            preds.append(logits.argmax(1))
+    y_pred = torch.cat(preds).cpu().numpy() if preds else np.empty(0, np.int64)
+    return float(loss_sum) / max(len(x), 1), y_pred
