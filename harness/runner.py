@@ -207,7 +207,10 @@ def _log_result(log: RunLogger, spec: ExperimentSpec, data: Dataset, result: Fit
     confusion = ev.confusion_dict()
     log.log_json(confusion, "eval/confusion_matrix.json")
     log.log_text(_confusion_csv(confusion), "eval/confusion_matrix.csv")
-    figure = confusion_heatmap(confusion, f"{spec.name}: confusion matrix (validation split)")
+    figure = confusion_heatmap(
+        confusion["labels"], confusion["counts"], confusion["normalized"],
+        f"{spec.name}: confusion matrix (validation split, row-normalised)",
+    )
     log.log_text(figure.to_html(include_plotlyjs=True, full_html=True), "eval/confusion_matrix.html")
     log.log_json(ev.report, "eval/classification_report.json")
     log.log_text(_predictions_csv(data.y_val, result.y_pred), "eval/predictions.csv")
@@ -231,12 +234,12 @@ def _log_result(log: RunLogger, spec: ExperimentSpec, data: Dataset, result: Fit
 def _confusion_csv(confusion: dict[str, Any]) -> str:
     labels = confusion["labels"]
     lines = ["true\\predicted," + ",".join(labels)]
-    lines += [f"{name}," + ",".join(str(c) for c in row) for name, row in zip(labels, confusion["counts"])]
+    lines += [f"{name}," + ",".join(str(c) for c in row) for name, row in zip(labels, confusion["counts"], strict=True)]
     return "\n".join(lines) + "\n"
 
 
 def _predictions_csv(y_true: np.ndarray, y_pred: np.ndarray) -> str:
-    rows = ["index,y_true,y_pred"] + [f"{i},{t},{p}" for i, (t, p) in enumerate(zip(y_true, y_pred))]
+    rows = ["index,y_true,y_pred"] + [f"{i},{t},{p}" for i, (t, p) in enumerate(zip(y_true, y_pred, strict=True))]
     return "\n".join(rows) + "\n"
 
 

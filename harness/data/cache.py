@@ -114,7 +114,7 @@ def decode_all(
     x = np.zeros((n, prep.image_size, prep.image_size, prep.channels), np.uint8)
     ok = np.zeros(n, bool)
     chunks = [(records[i : i + CHUNK], prep) for i in range(0, n, CHUNK)]
-    for start, (chunk_x, chunk_ok) in zip(range(0, n, CHUNK), _map(chunks, workers, progress, n)):
+    for start, (chunk_x, chunk_ok) in zip(range(0, n, CHUNK), _map(chunks, workers, progress, n), strict=True):
         x[start : start + len(chunk_ok)], ok[start : start + len(chunk_ok)] = chunk_x, chunk_ok
     y = np.fromiter((r.label for r in records), dtype=np.int64, count=n)
     unreadable = [str(records[i].path) for i in np.flatnonzero(~ok)]
