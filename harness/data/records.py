@@ -16,6 +16,15 @@ class ImageRecord:
     box: tuple[int, int, int, int] | None = None
     size: int = 0  # bytes on disk, part of the dataset digest
     mtime_ns: int = 0  # part of the cache key: a rewritten file rebuilds the cache
+    # Images stored as text rows of a larger file (FER2013's CSV) have no file of their own:
+    # `row` is the 1-based line number (part of the cache key and digest) and `span` the byte
+    # offset and length of its space-separated grey levels, so a worker reads only that slice.
+    row: int | None = None
+    span: tuple[int, int] | None = None
+
+    def location(self) -> str:
+        """How messages name this image: its file, with ':row' for a CSV row."""
+        return str(self.path) if self.row is None else f"{self.path}:{self.row}"
 
 
 @dataclass(frozen=True)
@@ -27,6 +36,9 @@ class Listing:
     class_names: tuple[str, ...]
     train: list[ImageRecord]
     val: list[ImageRecord]
+    # A held-out test split (FER2013's PrivateTest, a `test/` folder): never used for training
+    # or model selection, and not decoded by `harness run`; empty when the source has none.
+    test: list[ImageRecord] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
     skipped_examples: dict[str, str] = field(default_factory=dict)  # reason -> first example
 

@@ -1,4 +1,9 @@
-"""Source registry: each adapter turns a data spec into a Listing of records."""
+"""Source registry: each adapter turns a data spec into a Listing of records.
+
+The Listing's class names are the dataset's, and the model's output size follows them: the
+spec's class set for AffectNet, that set restricted to the classes the source holds for
+FER2013 (its 7) and image folders.
+"""
 
 from __future__ import annotations
 
@@ -32,3 +37,19 @@ def synthetic(spec: DataSpec, root: Path, class_names: tuple[str, ...]) -> Listi
 
     ensure_synthetic(root, seed=spec.synth_seed, scale=spec.synth_scale, val_per_class=spec.synth_val_per_class)
     return list_affectnet(root, class_names, name="synthetic-affectnet")
+
+
+@SOURCES.register("fer2013")
+def fer2013(spec: DataSpec, root: Path, class_names: tuple[str, ...]) -> Listing:
+    """FER2013: its `fer2013.csv` (or a folder holding it), or its `train/<class>/` image folders."""
+    from harness.data.fer2013 import list_fer2013
+
+    return list_fer2013(root, class_names)
+
+
+@SOURCES.register("folder")
+def folder(spec: DataSpec, root: Path, class_names: tuple[str, ...]) -> Listing:
+    """Any `<root>/<class>/<image>` tree (or with train/, val/, test/ split folders)."""
+    from harness.data.folder import list_folder
+
+    return list_folder(root, class_names)
