@@ -157,14 +157,15 @@ def build_model(spec: ExperimentSpec, data: Dataset) -> Any:
 
 
 def _train_and_log(suite: Suite, spec: ExperimentSpec, data: Dataset, key: str, ctx: RunContext) -> RunOutcome:
-    from harness.train import fit, resolve_device
+    from harness.train import fit, resolve_device, resolve_precision
 
     device = resolve_device(spec.train.device)
+    precision = resolve_precision(spec.train.precision, device)
     model = build_model(spec, data)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    tags = _tags(suite, spec, data, key, ctx.project_root)
+    tags = {**_tags(suite, spec, data, key, ctx.project_root), "harness.device": device, "harness.precision": precision}
     with ctx.tracker.run(spec.name, tags, spec.flat_params()) as log:
-        ctx.echo(f"  run {log.run_id} on {device}, {n_params:,} parameters")
+        ctx.echo(f"  run {log.run_id} on {device} ({precision}), {n_params:,} parameters")
         log.log_text(spec.to_yaml(), "spec.yaml")
         log.log_dataset(data.name, str(data.root), data.digest)
         log.log_json({"skipped": data.quality, "examples": data.quality_examples}, "data/quality.json")

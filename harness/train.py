@@ -7,9 +7,11 @@ device and are read once per epoch.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -88,6 +90,26 @@ def resolve_device(name: str) -> str:
     return name
 
 
+def resolve_precision(name: str, device: str) -> str:
+    """'auto' → 'bf16' where it is computed natively (CUDA with bf16, AVX512-BF16/AMX CPUs), else 'fp32'."""
+    if name != "auto":
+        return name
+    import torch
+
+    if device.startswith("cuda"):
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if _cpu_has_native_bf16() else "fp32"
+
+
+@functools.cache
+def _cpu_has_native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
+
+
 def to_tensor(x: np.ndarray, device: str) -> torch.Tensor:
     """(N, H, W, C) uint8 array → (N, C, H, W) uint8 tensor on the device."""
     import torch
@@ -164,7 +186,7 @@ def _autocast(spec: ExperimentSpec, device: str) -> Any:
     return torch.autocast(
         device_type="cuda" if device.startswith("cuda") else "cpu",
         dtype=torch.bfloat16,
-        enabled=spec.train.precision == "bf16",
+        enabled=resolve_precision(spec.train.precision, device) == "bf16",
     )
 
 

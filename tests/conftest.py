@@ -38,7 +38,7 @@ def tiny_suite_text(data: Path, extra: str = "") -> str:
             synth_val_per_class: {TINY_VAL}
           sampler: {{name: natural, per_epoch: 96, cap: 8}}
           model: {{name: cnn, widths: [8, 16], dense: 32}}
-          train: {{epochs: 2, batch_size: 32, precision: bf16, channels_last: true}}
+          train: {{epochs: 2, batch_size: 32, precision: fp32, channels_last: true}}
         experiments:
           plain:
             description: a plain CNN
