@@ -18,6 +18,8 @@ from typing import Any
 from harness.errors import HarnessError
 
 DEFAULT_CONFIG = "experiments.yaml"
+# harness.data.dataset.EVAL_SPLITS, repeated so `--help` imports nothing heavy.
+EVAL_SPLIT_CHOICES = ("test", "validation", "train", "all")
 
 
 def _echo(message: str) -> None:
@@ -48,6 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="retrain even if an identical run FINISHED")
     run.add_argument("--cache-dir", type=Path, help="preprocessing cache (default: .cache/harness beside the suite file)")
     run.set_defaults(func=cmd_run)
+
+    ev = sub.add_parser("eval", help="score a logged model on another dataset or split, tracked in MLflow")
+    ev.add_argument("--run", required=True, metavar="RUN_ID_OR_NAME", help="a training run id, or an experiment name (its newest FINISHED training run)")
+    ev.add_argument("--data", required=True, metavar="KIND:PATH", help="the dataset to score on, e.g. fer2013:/data/fer2013 or folder:/data/faces (a bare PATH means affectnet)")
+    ev.add_argument("--split", choices=EVAL_SPLIT_CHOICES, help="default: test if the source has one, else its own validation split, else every image")
+    ev.add_argument("--dedupe", choices=("none", "report", "drop"), help="images copying a training image of the model: count, or drop (default: the run's data.dedupe)")
+    ev.add_argument("--config", default=DEFAULT_CONFIG, type=Path, help="suite file, naming the MLflow experiment (default: %(default)s)")
+    ev.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db beside the suite file)")
+    ev.add_argument("--cache-dir", type=Path, help="preprocessing cache (default: .cache/harness beside the suite file)")
+    ev.set_defaults(func=cmd_eval)
 
     lst = sub.add_parser("list", help="list the suite's experiments")
     _add_common(lst)
@@ -120,6 +132,46 @@ def cmd_run(args: argparse.Namespace) -> int:
     for o in outcomes:
         acc = f"val acc {o.val_accuracy:.3f}" if o.val_accuracy is not None else o.reason
         print(f"{o.name:<34} {o.status:<9} {acc:<22} {o.run_id or ''}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """harness eval: score a logged model on another dataset (or split) and log an eval run."""
+    from harness.evaluate import evaluate_run
+    from harness.spec import load_suite
+    from harness.tracking.write import connect
+
+    suite = load_suite(args.config)
+    uri = _tracking_uri(args, suite.root)
+    tracker = connect(uri, suite.name)
+    _echo(f"tracking to {uri}, experiment '{suite.name}'")
+    outcome = evaluate_run(
+        tracker,
+        args.run,
+        _data_override(args.data),
+        project_root=suite.root,
+        cache_dir=args.cache_dir or suite.root / ".cache" / "harness",
+        split=args.split,
+        dedupe=args.dedupe,
+        echo=_echo,
+    )
+    classes = outcome.classes
+    if classes.not_in_model:
+        _echo(f"not scored ({outcome.n_unscored} images): the model has no class {', '.join(classes.not_in_model)}")
+    if classes.not_in_data:
+        _echo(f"masked: the data has no class {', '.join(classes.not_in_data)}")
+    if outcome.duplicates:
+        d = outcome.duplicates
+        _echo(
+            f"copies of the model's training images: {d['eval_dup_exact']} exact + {d['eval_dup_near']} near"
+            + (f", {d['eval_duplicates_dropped']} dropped" if d["eval_duplicates_dropped"] else ", kept")
+        )
+    ev = outcome.evaluation
+    print(
+        f"{outcome.experiment} on {outcome.dataset} ({outcome.split}, {outcome.n_scored} images, "
+        f"{len(classes.shared)} classes): accuracy {ev.accuracy:.3f}, balanced {ev.balanced_accuracy:.3f}, "
+        f"macro-F1 {ev.macro_f1:.3f}  run {outcome.run_id}"
+    )
     return 0
 
 

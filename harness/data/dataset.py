@@ -13,8 +13,12 @@ from harness.errors import DataError
 
 if TYPE_CHECKING:
     from harness.data.cache import Arrays
-    from harness.data.records import ImageRecord
+    from harness.data.duplicates import Dedupe
+    from harness.data.records import ImageRecord, Listing
     from harness.spec import DataSpec
+
+# The splits `harness eval` can score, as named on its command line.
+EVAL_SPLITS = ("test", "validation", "train", "all")
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class Dataset:
     quality: dict[str, int] = field(default_factory=dict)  # skipped items by reason
     quality_examples: dict[str, str] = field(default_factory=dict)
     split_path: Path | None = None  # the saved validation split, when it was carved from training
+    duplicates: Dedupe | None = None  # duplicate hygiene, unless data.dedupe is "none"
 
     @property
     def num_classes(self) -> int:
@@ -78,19 +83,18 @@ def load_dataset(
             raise DataError(f"{root}: no usable {split} images (skipped {reasons})")
     prep = Preprocess(image_size=spec.image_size, channels=spec.channels)
     arrays, cache_path, _ = load_or_build(cache_dir, splits, prep, progress=progress)
-    quality = dict(listing.skipped)
-    examples = dict(listing.skipped_examples)
-    unreadable = [p for a in arrays.values() for p in a.unreadable]
-    if unreadable:
-        quality["unreadable"] = len(unreadable)
-        examples["unreadable"] = unreadable[0]
-    if spec.drop_blank:
-        arrays, blank = _drop_blank(arrays, splits)
-        if blank:
-            quality["blank_image"], examples["blank_image"] = len(blank), blank[0]
+    arrays, names, quality, examples = _usable(arrays, splits, listing, spec.drop_blank)
     for split, a in arrays.items():
         if len(a.y) == 0:
             raise DataError(f"{root}: no readable {split} images ({len(a.unreadable)} unreadable)")
+    dedupe = None
+    if spec.dedupe != "none":
+        arrays, dedupe = _dedupe(arrays, names, listing.class_names, spec)
+        if dedupe.dropped("val"):
+            quality["duplicate_of_train"] = dedupe.dropped("val")
+            examples["duplicate_of_train"] = dedupe.detail["dropped_val"][0]["image"]
+        if len(arrays["val"].y) == 0:
+            raise DataError(f"{root}: every validation image duplicates a training image (data.dedupe: drop)")
     return Dataset(
         name=listing.name,
         root=root,
@@ -104,38 +108,152 @@ def load_dataset(
         quality=quality,
         quality_examples=examples,
         split_path=split_path,
+        duplicates=dedupe,
     )
 
 
+@dataclass(frozen=True)
+class Split:
+    """One preprocessed split of a dataset, for evaluation: images, labels and their names."""
+
+    name: str  # the dataset's
+    root: Path
+    split: str  # one of EVAL_SPLITS
+    class_names: tuple[str, ...]
+    x: np.ndarray
+    y: np.ndarray
+    names: list[str]  # each image's file (or CSV row), aligned with x
+    digest: str
+    quality: dict[str, int] = field(default_factory=dict)
+    quality_examples: dict[str, str] = field(default_factory=dict)
+
+
+def load_split(
+    spec: DataSpec, project_root: Path, cache_dir: Path, split: str | None = None, *, progress: bool = False
+) -> Split:
+    """One split of the spec's dataset, decoded through the cache; the test split included.
+
+    `split` None picks the source's test split, else its own validation split, else every
+    image (a folder without split folders is one pool). "train" and "validation" are what
+    `harness run` trains and validates on, carved as it carves them when the source has no
+    validation split; "all" is every listed image.
+    """
+    from harness.data.cache import Preprocess, load_or_build
+    from harness.data.sources import SOURCES
+    from harness.spec import class_names
+
+    root = resolve_path(spec, project_root)
+    listing = SOURCES.get(spec.source)(spec, root, class_names(spec))
+    chosen = split or ("test" if listing.test else "validation" if listing.val else "all")
+    if chosen not in EVAL_SPLITS:
+        raise DataError(f"{root}: no split '{chosen}' (choose from {', '.join(EVAL_SPLITS)})")
+    if chosen in ("train", "validation") and not listing.val and listing.train:
+        from harness.data.splits import carve_validation
+
+        listing, _ = carve_validation(listing, fraction=spec.val_fraction, seed=spec.split_seed, cache_dir=cache_dir)
+    key = {"validation": "val"}.get(chosen, chosen)
+    records = {
+        "train": listing.train, "val": listing.val, "test": listing.test,
+        "all": [*listing.train, *listing.val, *listing.test],
+    }[key]  # fmt: skip
+    if not records:
+        raise DataError(f"{root}: the dataset has no {chosen} split (found: {_split_counts(listing)})")
+    prep = Preprocess(image_size=spec.image_size, channels=spec.channels)
+    arrays, _, _ = load_or_build(cache_dir, {key: records}, prep, progress=progress)
+    arrays, names, quality, examples = _usable(arrays, {key: records}, listing, spec.drop_blank)
+    a = arrays[key]
+    if len(a.y) == 0:
+        raise DataError(f"{root}: no readable {chosen} images ({len(a.unreadable)} unreadable)")
+    return Split(
+        name=listing.name,
+        root=root,
+        split=chosen,
+        class_names=listing.class_names,
+        x=a.x,
+        y=a.y,
+        names=names[key],
+        digest=_digest({key: records}, listing.class_names),
+        quality=quality,
+        quality_examples=examples,
+    )
+
+
+def _split_counts(listing: Listing) -> str:
+    counts = {"train": len(listing.train), "validation": len(listing.val), "test": len(listing.test)}
+    return ", ".join(f"{n} {split}" for split, n in counts.items())
+
+
+def _usable(
+    arrays: dict[str, Arrays], splits: dict[str, list[ImageRecord]], listing: Listing, drop_blank: bool
+) -> tuple[dict[str, Arrays], dict[str, list[str]], dict[str, int], dict[str, str]]:
+    """The decoded arrays and their images' names, less blank images when asked; what the
+    listing and decoding skipped, by reason, with an example of each."""
+    quality = dict(listing.skipped)
+    examples = dict(listing.skipped_examples)
+    unreadable = [p for a in arrays.values() for p in a.unreadable]
+    if unreadable:
+        quality["unreadable"] = len(unreadable)
+        examples["unreadable"] = unreadable[0]
+    names = {split: _decoded_names(splits[split], a) for split, a in arrays.items()}
+    if drop_blank:
+        arrays, names, blank = _drop_blank(arrays, names)
+        if blank:
+            quality["blank_image"], examples["blank_image"] = len(blank), blank[0]
+    return arrays, names, quality, examples
+
+
 def _drop_blank(
-    arrays: dict[str, Arrays], splits: dict[str, list[ImageRecord]]
-) -> tuple[dict[str, Arrays], list[str]]:
-    """The arrays without images whose pixels all share one value, and those images' names.
+    arrays: dict[str, Arrays], names: dict[str, list[str]]
+) -> tuple[dict[str, Arrays], dict[str, list[str]], list[str]]:
+    """The arrays and names without images whose pixels all share one value; those images' names.
 
     Such images carry no face (FER2013 has 11 all-black training images); they are dropped
     after the cache, so the cache holds every decodable image whatever the setting.
     """
     from harness.data.cache import Arrays
 
-    kept, blank = dict(arrays), []
+    kept, kept_names, blank = dict(arrays), dict(names), []
     for split, a in arrays.items():
         if len(a.y) == 0:
             continue
         flat = a.x.reshape(len(a.x), -1)
         is_blank = flat.min(axis=1) == flat.max(axis=1)
         if is_blank.any():
-            blank += _names(splits[split], a, np.flatnonzero(is_blank))
+            blank += [names[split][i] for i in np.flatnonzero(is_blank)]
             kept[split] = Arrays(a.x[~is_blank], a.y[~is_blank], a.unreadable)
-    return kept, blank
+            kept_names[split] = [n for n, b in zip(names[split], is_blank, strict=True) if not b]
+    return kept, kept_names, blank
 
 
-def _names(records: list[ImageRecord], a: Arrays, rows: np.ndarray) -> list[str]:
-    """Names of decoded rows `rows`: the records minus the unreadable ones, in order."""
+def _dedupe(
+    arrays: dict[str, Arrays], names: dict[str, list[str]], class_names: tuple[str, ...], spec: DataSpec
+) -> tuple[dict[str, Arrays], Dedupe]:
+    """Find duplicates within training and across splits; with "drop", remove from every other
+    split the images that duplicate a training image. Training images are never removed."""
+    from harness.data.cache import Arrays
+    from harness.data.duplicates import Dedupe, find_duplicates, hash_images, summary
+
+    hashes = {split: hash_images(a.x, a.y, class_names) for split, a in arrays.items()}
+    others = {split: h for split, h in hashes.items() if split != "train"}
+    report = find_duplicates(hashes["train"], others, max_distance=spec.dedupe_distance)
+    kept = dict(arrays)
+    if spec.dedupe == "drop":
+        for split, rows in report.drop.items():
+            keep = np.ones(len(arrays[split].y), bool)
+            keep[rows] = False
+            a = arrays[split]
+            kept[split] = Arrays(a.x[keep], a.y[keep], a.unreadable)
+    detail = summary(report, names, spec.dedupe)
+    return kept, Dedupe(spec.dedupe, report, detail, hashes["train"])
+
+
+def _decoded_names(records: list[ImageRecord], a: Arrays) -> list[str]:
+    """Names of the decoded rows of `a`: the records minus the unreadable ones, in order."""
     unreadable = set(a.unreadable)
     decoded = [r.location() for r in records if r.location() not in unreadable]
     if len(decoded) != len(a.y):  # a file listed twice, once unreadable: positions are ambiguous
-        return [f"decoded image {i}" for i in rows]
-    return [decoded[i] for i in rows]
+        return [f"decoded image {i}" for i in range(len(a.y))]
+    return decoded
 
 
 def _digest(splits: dict, class_names: tuple[str, ...]) -> str:

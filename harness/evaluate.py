@@ -1,0 +1,459 @@
+"""Evaluate a logged model on another dataset or split: the library behind `harness eval`.
+
+A training run holds everything needed: its resolved spec (`spec.yaml`), its weights
+(`model/weights.pt`, whose input layer carries the training set's standardisation or ZCA
+statistics as buffers), its class names (`data/class_counts.json`) and, when it checked
+duplicates, its training images' hashes (`data/train_hashes.npz`).
+
+The other dataset is preprocessed as the model's was (image size, channels) but keeps its own
+classes. Only the classes both sides know are scored: images of classes the model has no
+output for are left out, and the model's outputs for classes the data lacks are masked before
+the argmax, so a prediction is always a class that could be right. Images that copy one of the
+model's training images (exactly, or within the spec's pHash distance) are counted, and
+dropped when `data.dedupe` (or the caller) says "drop".
+
+The result is a new MLflow run in the suite's experiment, tagged `harness.kind=eval` and
+`harness.trained_by=<training run id>`; it is not a nested child of the training run, and the
+report, which reads only `harness.kind=train` runs, ignores it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from harness.errors import HarnessError, TrackingError
+
+if TYPE_CHECKING:
+    import torch
+
+    from harness.data.dataset import Split
+    from harness.data.duplicates import DuplicateReport, ImageHashes
+    from harness.metrics import Evaluation
+    from harness.spec import DataSpec, ExperimentSpec
+    from harness.tracking.write import RunLogger, Tracker
+
+Echo = Callable[[str], None]
+KIND_EVAL = "eval"
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")  # MLflow run ids: uuid4 hex
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """What a training run left behind that evaluation needs."""
+
+    run_id: str
+    experiment: str  # the spec name
+    spec: ExperimentSpec
+    class_names: tuple[str, ...]
+    weights: Path
+    train_hashes: ImageHashes | None  # absent for runs trained with data.dedupe: none
+
+
+@dataclass(frozen=True)
+class ClassMatch:
+    """The model's classes against the data's, by canonical name."""
+
+    shared: tuple[str, ...]  # scored, in the model's output order
+    not_in_model: tuple[str, ...]  # the data's classes the model cannot predict: images unscored
+    not_in_data: tuple[str, ...]  # the model's classes the data lacks: outputs masked
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Predictions on the images of shared classes (`keep`), as indices into `classes.shared`."""
+
+    classes: ClassMatch
+    evaluation: Evaluation
+    keep: np.ndarray  # bool per image of the split: its class is shared
+    y_true: np.ndarray
+    y_pred: np.ndarray
+
+
+@dataclass(frozen=True)
+class EvalOutcome:
+    """One evaluation: what was scored, how well, and where it was logged."""
+
+    run_id: str  # the new eval run
+    trained_by: str  # the training run
+    experiment: str
+    dataset: str
+    split: str
+    classes: ClassMatch
+    evaluation: Evaluation
+    n_scored: int
+    n_unscored: int  # images of classes the model does not know
+    duplicates: dict[str, int] = field(default_factory=dict)  # against the model's training images
+
+
+def match_classes(model_classes: tuple[str, ...], data_classes: tuple[str, ...]) -> ClassMatch:
+    """Shared classes (model order) and those only one side knows."""
+    return ClassMatch(
+        shared=tuple(c for c in model_classes if c in data_classes),
+        not_in_model=tuple(c for c in data_classes if c not in model_classes),
+        not_in_data=tuple(c for c in model_classes if c not in data_classes),
+    )
+
+
+def evaluate_run(
+    tracker: Tracker,
+    run_ref: str,
+    data: Mapping[str, Any],
+    *,
+    project_root: Path,
+    cache_dir: Path,
+    split: str | None = None,
+    dedupe: str | None = None,
+    echo: Echo = lambda _msg: None,
+) -> EvalOutcome:
+    """Score the model of `run_ref` (a run id, or an experiment's newest FINISHED training run)
+    on a split of the dataset `data` ({"source", "path"}), and log it as an eval run."""
+    from harness.data.dataset import load_split
+
+    with tempfile.TemporaryDirectory(prefix="harness-eval-") as tmp:
+        trained = load_trained(tracker, run_ref, Path(tmp))
+        model_classes = ", ".join(trained.class_names)
+        echo(f"model: run {trained.run_id} ({trained.experiment}, {trained.spec.model.name}), classes {model_classes}")
+        data_spec = eval_data_spec(trained.spec.data, data, dedupe)
+        images = load_split(data_spec, project_root, cache_dir, split, progress=True)
+        echo(f"data {images.name}: {len(images.y)} {images.split} images, classes {', '.join(images.class_names)}")
+        images, duplicates, dup_detail = _against_training(images, trained, data_spec)
+        classes = match_classes(trained.class_names, images.class_names)
+        if not classes.shared:
+            raise HarnessError(
+                f"{images.root}: shares no class with the model of run {trained.run_id} "
+                f"(data: {', '.join(images.class_names)}; model: {', '.join(trained.class_names)})"
+            )
+        model = rebuild_model(trained.spec, len(trained.class_names), trained.weights, trained.run_id)
+    keep, y_true = _scored(images, classes)
+    columns = [trained.class_names.index(c) for c in classes.shared]
+    y_pred = predict_shared(model, images.x[keep], columns, trained.spec)
+    from harness.metrics import evaluate
+
+    scored = Scored(classes, evaluate(y_true, y_pred, classes.shared), keep, y_true, y_pred)
+    run_id = _log(tracker, project_root, trained, images, scored, duplicates, dup_detail, data_spec)
+    return EvalOutcome(
+        run_id=run_id,
+        trained_by=trained.run_id,
+        experiment=trained.experiment,
+        dataset=images.name,
+        split=images.split,
+        classes=classes,
+        evaluation=scored.evaluation,
+        n_scored=int(keep.sum()),
+        n_unscored=int((~keep).sum()),
+        duplicates=duplicates,
+    )
+
+
+def eval_data_spec(trained: DataSpec, data: Mapping[str, Any], dedupe: str | None) -> DataSpec:
+    """The model's data settings (image size, channels, blank/duplicate handling) on another
+    source, keeping every class that source has (the broadest class set)."""
+    from pydantic import ValidationError
+
+    from harness.errors import SpecError
+    from harness.spec import DataSpec
+
+    values = {**trained.model_dump(), **data, "classes": "all11"}
+    if dedupe is not None:
+        values["dedupe"] = dedupe
+    try:
+        return DataSpec.model_validate(values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise SpecError(f"--data: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+
+
+# ----------------------------------------------------------------------------- the trained model
+
+
+def load_trained(tracker: Tracker, run_ref: str, folder: Path) -> TrainedModel:
+    """Find the training run and download its spec, class names, weights and hashes into `folder`."""
+    import yaml
+
+    from harness.spec import ExperimentSpec
+
+    run = find_training_run(tracker, run_ref)
+    run_id = run.info.run_id
+    files = _download(tracker, run_id, folder)
+    try:
+        spec = ExperimentSpec.model_validate(yaml.safe_load(files["spec.yaml"].read_text()))
+        class_names = tuple(json.loads(files["data/class_counts.json"].read_text())["labels"])
+    except Exception as exc:  # noqa: BLE001 - malformed or from an incompatible harness version
+        raise TrackingError(f"run {run_id}: cannot read its spec or class names: {_first_line(exc)}") from None
+    hashes = None
+    if "data/train_hashes.npz" in files:
+        from harness.data.duplicates import ImageHashes
+
+        with np.load(files["data/train_hashes.npz"], allow_pickle=False) as npz:
+            hashes = ImageHashes.from_npz(npz)
+    return TrainedModel(run_id, spec.name, spec, class_names, files["model/weights.pt"], hashes)
+
+
+def find_training_run(tracker: Tracker, run_ref: str) -> Any:
+    """The run with this id, or the newest FINISHED training run of this experiment name."""
+    client = tracker.client
+    where = f"{tracker.tracking_uri}, experiment '{tracker.experiment_name}'"
+    if RUN_ID.match(run_ref):
+        try:
+            run = client.get_run(run_ref)
+        except Exception as exc:  # noqa: BLE001 - MLflow raises its own error for an unknown id
+            raise TrackingError(f"{tracker.tracking_uri}: no run {run_ref}: {_first_line(exc)}") from None
+        kind = run.data.tags.get("harness.kind")
+        if kind != "train" or run.info.status != "FINISHED":
+            raise TrackingError(
+                f"{tracker.tracking_uri}: run {run_ref} is a {run.info.status} '{kind}' run, "
+                "not a FINISHED training run"
+            )
+        return run
+    from harness.spec import NAME_PATTERN
+
+    # Experiment names never hold quotes, so the name is safe inside the filter string.
+    if not NAME_PATTERN.match(run_ref):
+        raise HarnessError(f"--run: '{run_ref}' is neither a run id nor an experiment name")
+    try:
+        runs = client.search_runs(
+            [tracker.experiment_id],
+            filter_string=f"tags.`harness.experiment` = '{run_ref}' and tags.`harness.kind` = 'train' "
+            "and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+    except Exception as exc:  # noqa: BLE001 - any store failure is reported the same way
+        raise TrackingError(f"{where}: cannot search runs: {_first_line(exc)}") from None
+    if not runs:
+        raise TrackingError(f"{where}: no FINISHED training run of experiment '{run_ref}'")
+    return runs[0]
+
+
+def _download(tracker: Tracker, run_id: str, folder: Path) -> dict[str, Path]:
+    """The run's files evaluation needs (the hashes only if logged), downloaded into `folder`."""
+    from harness.tracking.read import _quiet_downloads
+
+    required = ("spec.yaml", "data/class_counts.json", "model/weights.pt")
+    files: dict[str, Path] = {}
+    try:
+        listed = {a.path for a in tracker.client.list_artifacts(run_id, "data")}
+        wanted = [*required, *(["data/train_hashes.npz"] if "data/train_hashes.npz" in listed else [])]
+        with _quiet_downloads():
+            for path in wanted:
+                files[path] = Path(tracker.client.download_artifacts(run_id, path, str(folder)))
+    except Exception as exc:  # noqa: BLE001 - a missing artifact or an unreachable store
+        missing = next((p for p in required if p not in files), "an artifact")
+        raise TrackingError(f"run {run_id}: cannot download {missing}: {_first_line(exc)}") from None
+    return files
+
+
+def rebuild_model(spec: ExperimentSpec, num_classes: int, weights: Path, run_id: str = "") -> torch.nn.Module:
+    """The spec's network behind a placeholder input layer, then the logged state_dict loaded
+    into both: the input layer's statistics are buffers, so they come with the weights."""
+    import torch
+
+    from harness.inputs import standardize_layer, zca_layer
+    from harness.models import create_model
+
+    data = spec.data
+    net = create_model(
+        spec.model.name, num_classes=num_classes, in_channels=data.channels, image_size=data.image_size,
+        **spec.model.params,
+    )  # fmt: skip
+    if data.whitening == "zca":
+        dim = data.channels * data.image_size**2
+        first = zca_layer(np.zeros(dim, np.float32), np.zeros((dim, dim), np.float32))
+    else:
+        first = standardize_layer(np.zeros(data.channels, np.float32), np.ones(data.channels, np.float32))
+    model = torch.nn.Sequential(first, net)
+    try:
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise TrackingError(f"run {run_id}: model/weights.pt does not fit its spec: {_first_line(exc)}") from None
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+def predict_shared(model: torch.nn.Module, x: np.ndarray, columns: list[int], spec: ExperimentSpec) -> np.ndarray:
+    """Predicted class per image among `columns` of the model's outputs (indices into `columns`)."""
+    import torch
+
+    from harness.train import predict, resolve_device, to_tensor, use_channels_last
+
+    class Columns(torch.nn.Module):
+        """Keeps only the shared classes' logits, so the argmax never names an absent class."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("index", torch.tensor(columns, dtype=torch.long))
+
+        def forward(self, logits: torch.Tensor) -> torch.Tensor:
+            return logits.index_select(1, self.index)
+
+    device = resolve_device(spec.train.device)
+    channels_last = use_channels_last(spec, device)
+    restricted = torch.nn.Sequential(model, Columns()).to(device)
+    if channels_last:
+        restricted = restricted.to(memory_format=torch.channels_last)
+    _, y_pred = predict(restricted, to_tensor(x, device), None, spec, device, channels_last=channels_last)
+    return y_pred
+
+
+def _scored(images: Split, classes: ClassMatch) -> tuple[np.ndarray, np.ndarray]:
+    """Which images are scored (their class is shared) and their labels as shared indices."""
+    to_shared = np.array([classes.shared.index(c) if c in classes.shared else -1 for c in images.class_names])
+    labels = to_shared[images.y] if len(images.y) else np.zeros(0, np.int64)
+    keep = labels >= 0
+    return keep, labels[keep].astype(np.int64)
+
+
+def _against_training(
+    images: Split, trained: TrainedModel, spec: DataSpec
+) -> tuple[Split, dict[str, int], dict[str, Any]]:
+    """Count (and with "drop", remove) images that copy one of the model's training images."""
+    from dataclasses import replace
+
+    from harness.data.duplicates import find_duplicates, hash_images, summary
+
+    if spec.dedupe == "none" or trained.train_hashes is None:
+        return images, {}, {}
+    hashes = hash_images(images.x, images.y, images.class_names)
+    report: DuplicateReport = find_duplicates(
+        trained.train_hashes, {images.split: hashes}, max_distance=spec.dedupe_distance
+    )
+    pair = f"train_{images.split}"
+    counts = {
+        "eval_dup_exact": report.exact_cross[pair],
+        "eval_dup_near": report.near_cross[pair],
+        "eval_dup_conflicting_labels": report.conflicting_labels,
+        "eval_duplicates_dropped": 0,
+    }
+    detail = summary(report, {images.split: images.names}, spec.dedupe)
+    if spec.dedupe == "drop":
+        keep = np.ones(len(images.y), bool)
+        keep[report.drop[images.split]] = False
+        counts["eval_duplicates_dropped"] = int((~keep).sum())
+        names = [n for n, k in zip(images.names, keep, strict=True) if k]
+        images = replace(images, x=images.x[keep], y=images.y[keep], names=names)
+        if len(images.y) == 0:
+            raise HarnessError(f"{images.root}: every {images.split} image copies a training image")
+    return images, counts, detail
+
+
+# ----------------------------------------------------------------------------- logging
+
+
+def _log(
+    tracker: Tracker,
+    project_root: Path,
+    trained: TrainedModel,
+    images: Split,
+    scored: Scored,
+    duplicates: dict[str, int],
+    dup_detail: dict[str, Any],
+    data_spec: DataSpec,
+) -> str:
+    """A new eval run in the suite's experiment: metrics, tags and the confusion artifacts."""
+    from harness.runner import code_version
+
+    classes, keep = scored.classes, scored.keep
+    dedupe = data_spec.dedupe
+    if dedupe != "none" and trained.train_hashes is None:
+        dedupe = "unavailable: the training run logged no data/train_hashes.npz"
+    tags = {
+        "harness.kind": KIND_EVAL,
+        "harness.trained_by": trained.run_id,
+        "harness.experiment": trained.experiment,
+        "harness.git_commit": code_version(project_root),
+        "harness.eval_dataset": images.name,
+        "harness.eval_dataset_path": str(images.root),
+        "harness.eval_dataset_digest": images.digest,
+        "harness.eval_split": images.split,
+        "harness.eval_classes": ",".join(classes.shared),
+        # Named in both directions: the data's classes the model cannot predict (their images
+        # are not scored), and the model's classes the data lacks (their outputs are masked).
+        "harness.classes_not_in_model": ",".join(classes.not_in_model),
+        "harness.classes_not_in_data": ",".join(classes.not_in_data),
+        "harness.dedupe": dedupe,
+    }
+    params = {
+        "eval.source": data_spec.source,
+        "eval.path": str(images.root),
+        "eval.split": images.split,
+        "eval.dedupe": data_spec.dedupe,
+        "eval.dedupe_distance": str(data_spec.dedupe_distance),
+        "data.image_size": str(data_spec.image_size),
+        "data.channels": str(data_spec.channels),
+        "model.name": trained.spec.model.name,
+    }
+    name = f"{trained.experiment}@{images.name}:{images.split}"
+    with tracker.run(name, tags, params) as log:
+        log.log_dataset(images.name, str(images.root), images.digest, context="evaluation")
+        log.log_metrics(
+            {
+                "eval_accuracy": scored.evaluation.accuracy,
+                "eval_balanced_accuracy": scored.evaluation.balanced_accuracy,
+                "eval_macro_f1": scored.evaluation.macro_f1,
+                "eval_images": int(keep.sum()),
+                "eval_images_unscored": int((~keep).sum()),
+                "data_skipped": sum(images.quality.values()),
+                **duplicates,
+            }
+        )
+        _log_artifacts(log, trained, images, scored)
+        log.log_json({"skipped": images.quality, "examples": images.quality_examples}, "data/quality.json")
+        if dup_detail:
+            log.log_json(dup_detail, "data/duplicates.json")
+        return log.run_id
+
+
+def _log_artifacts(log: RunLogger, trained: TrainedModel, images: Split, scored: Scored) -> None:
+    """The confusion matrix (JSON, CSV, HTML), classification report, predictions and class match."""
+    from harness.figures import confusion_heatmap
+    from harness.runner import _confusion_csv
+
+    classes, keep = scored.classes, scored.keep
+    confusion = scored.evaluation.confusion_dict()
+    log.log_json(confusion, "eval/confusion_matrix.json")
+    log.log_text(_confusion_csv(confusion), "eval/confusion_matrix.csv")
+    title = f"{trained.experiment} on {images.name} ({images.split} split, shared classes, row-normalised)"
+    figure = confusion_heatmap(confusion["labels"], confusion["counts"], confusion["normalized"], title)
+    log.log_text(figure.to_html(include_plotlyjs=True, full_html=True), "eval/confusion_matrix.html")
+    log.log_json(scored.evaluation.report, "eval/classification_report.json")
+    names = [n for n, k in zip(images.names, keep, strict=True) if k]
+    log.log_text(_predictions_csv(scored.y_true, scored.y_pred, names), "eval/predictions.csv")
+    log.log_json(
+        {
+            "model_classes": list(trained.class_names),
+            "data_classes": list(images.class_names),
+            "scored_classes": list(classes.shared),
+            "classes_not_in_model": list(classes.not_in_model),
+            "classes_not_in_data": list(classes.not_in_data),
+            "images_scored": int(keep.sum()),
+            "images_unscored": int((~keep).sum()),
+            "scored_per_class": np.bincount(scored.y_true, minlength=len(classes.shared)).tolist(),
+        },
+        "eval/classes.json",
+    )
+
+
+def _predictions_csv(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -> str:
+    """index,y_true,y_pred (indices into the scored classes), then the image's file."""
+    out = io.StringIO()
+    out.write("index,y_true,y_pred,image\n")
+    for i, (t, p, name) in enumerate(zip(y_true, y_pred, names, strict=True)):
+        quoted = '"' + name.replace('"', '""') + '"' if ("," in name or '"' in name) else name
+        out.write(f"{i},{t},{p},{quoted}\n")
+    return out.getvalue()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
