@@ -4,12 +4,13 @@ A suite file (``experiments.yaml``) has four top-level keys::
 
     suite: fer-study            # the MLflow experiment that holds every run
     defaults: {data, sampler, model, train}
-    profiles: {NAME: {data, sampler, model, train}}   # optional, e.g. `full` for a GPU
+    profiles: {NAME: {data, sampler, model, train,      # optional, e.g. `full` for a GPU
+                      experiments: {NAME: {data, sampler, model, train}}}}
     experiments: {NAME: {description, paper_val_accuracy, iteration, tags, extends,
                          data, sampler, model, train}}
 
 An experiment's settings resolve as: defaults ← its `extends` chain ← its own keys ←
-the chosen profile ← command-line overrides. Every error names the file, the key path and,
+the chosen profile (its shared sections, then its per-experiment ones) ← command-line overrides. Every error names the file, the key path and,
 for an unknown name, the nearest valid one.
 """
 
@@ -59,6 +60,14 @@ class DataSpec(_Strict):
     # Drop images whose pixels all share one value (FER2013 has 11 all-black training faces);
     # those dropped are counted as `blank_image` in the run's data/quality.json.
     drop_blank: bool = True
+    # Duplicate hygiene (harness.data.duplicates): "report" counts exact (pixel-identical after
+    # preprocessing) and near (perceptual-hash) duplicates within training and across splits;
+    # "drop" also removes from validation every image that duplicates a training image, so the
+    # score is not inflated by memorised copies. Training images are never removed.
+    dedupe: Literal["none", "report", "drop"] = "report"
+    # Near duplicates: pHash Hamming distance at most this. 4 bits kept only true copies on
+    # FER2013 (re-encoded, shifted, re-cropped); 6 already pairs look-alike strangers.
+    dedupe_distance: int = Field(4, ge=0, le=32)
     # Only for source `synthetic`: how the embedded default dataset is generated.
     synth_seed: int = 0
     synth_scale: float = Field(0.02, gt=0, le=1)
@@ -109,7 +118,8 @@ class TrainSpec(_Strict):
     # "auto" takes bf16 autocast where the hardware computes bf16 natively (CUDA, or CPUs with
     # AVX512-BF16/AMX): ~2x faster there. On CPUs without it bf16 is emulated and ~5x slower.
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    channels_last: bool = False
+    # "auto": NHWC only together with bf16 — in fp32 on AVX2 CPUs it measured ~2x slower.
+    channels_last: bool | Literal["auto"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
 
@@ -251,10 +261,18 @@ def load_suite(
     if not experiments:
         raise SpecError(f"{path}: experiments: the suite lists no experiments")
     profile_layer = _profile(path, doc.get("profiles", {}), profile)
+    per_experiment = profile_layer.get("experiments") or {}
+    for exp_name in per_experiment:
+        if exp_name not in experiments:
+            raise SpecError(
+                f"{path}: profiles.{profile}.experiments.{exp_name}: no experiment '{exp_name}'"
+                f"{did_you_mean(str(exp_name), list(experiments))}"
+            )
+    shared = {k: v for k, v in profile_layer.items() if k != "experiments"}
     resolved = {}
     for exp_name in experiments:
         raw = _resolve(path, exp_name, experiments, defaults, [])
-        for layer in (profile_layer, overrides or {}):
+        for layer in (shared, per_experiment.get(exp_name) or {}, overrides or {}):
             raw = _merge(raw, layer)
         resolved[exp_name] = _validate(path, exp_name, raw)
     return Suite(path=path, name=name, experiments=resolved, profile=profile)
@@ -286,7 +304,13 @@ def _check_sections(path: Path, where: str, layer: dict[str, Any]) -> None:
 def _profile(path: Path, profiles: Any, chosen: str | None) -> dict[str, Any]:
     profiles = _mapping(path, "profiles", profiles)
     for pname, layer in profiles.items():
-        _check_sections(path, f"profiles.{pname}", _mapping(path, f"profiles.{pname}", layer))
+        layer = _mapping(path, f"profiles.{pname}", layer)
+        _check_keys(path, f"profiles.{pname}", layer, (*SECTIONS, "experiments"))
+        _check_sections(path, f"profiles.{pname}", {k: v for k, v in layer.items() if k != "experiments"})
+        for exp_name, exp_layer in _mapping(path, f"profiles.{pname}.experiments", layer.get("experiments")).items():
+            _check_sections(
+                path, f"profiles.{pname}.experiments.{exp_name}", _mapping(path, f"profiles.{pname}.experiments.{exp_name}", exp_layer)
+            )
     if chosen is None:
         return {}
     if chosen not in profiles:

@@ -110,6 +110,13 @@ def _cpu_has_native_bf16() -> bool:
     return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
 
 
+def use_channels_last(spec: ExperimentSpec, device: str) -> bool:
+    """'auto' → NHWC exactly when bf16 autocast is on (where its kernels are the fast ones)."""
+    if spec.train.channels_last == "auto":
+        return resolve_precision(spec.train.precision, device) == "bf16"
+    return bool(spec.train.channels_last)
+
+
 def to_tensor(x: np.ndarray, device: str) -> torch.Tensor:
     """(N, H, W, C) uint8 array → (N, C, H, W) uint8 tensor on the device."""
     import torch
@@ -140,7 +147,8 @@ def fit(
     torch.manual_seed(train.seed)
     rng = np.random.default_rng(train.seed)
     model = model.to(device)
-    if train.channels_last:
+    channels_last = use_channels_last(spec, device)
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = OPTIMIZERS.get(train.optimizer)(model.parameters(), train.lr, train.weight_decay)
     weight = None
@@ -158,10 +166,10 @@ def fit(
             sampled = data.class_counts(data.y_train[indices])
         started = time.perf_counter()
         train_loss, train_acc = train_one_epoch(
-            model, optimizer, loss_fn, x_train, y_train, indices, spec, device
+            model, optimizer, loss_fn, x_train, y_train, indices, spec, device, channels_last
         )
         seconds = time.perf_counter() - started
-        val_loss, y_pred = predict(model, x_val, y_val, spec, device, loss_fn=loss_fn)
+        val_loss, y_pred = predict(model, x_val, y_val, spec, device, channels_last=channels_last)
         scores = evaluate(data.y_val, y_pred, data.class_names)
         stats = EpochStats(
             epoch=epoch,
@@ -199,6 +207,7 @@ def train_one_epoch(
     indices: np.ndarray,
     spec: ExperimentSpec,
     device: str,
+    channels_last: bool = False,
 ) -> tuple[float, float]:
     """One pass over `indices` in mini-batches; returns (mean loss, accuracy) on those images."""
     import torch
@@ -210,7 +219,7 @@ def train_one_epoch(
     batch = spec.train.batch_size
     for start in range(0, len(order), batch):
         idx = order[start : start + batch]
-        xb, yb = batch_input(x[idx], spec.train.channels_last), y[idx]
+        xb, yb = batch_input(x[idx], channels_last), y[idx]
         with _autocast(spec, device):
             logits = model(xb)
             loss = loss_fn(logits.float(), yb)
@@ -230,7 +239,7 @@ def predict(
     spec: ExperimentSpec,
     device: str,
     *,
-    loss_fn: torch.nn.Module | None = None,
+    channels_last: bool = False,
 ) -> tuple[float, np.ndarray]:
     """Predicted classes for `x` in large batches; also the mean loss when `y` is given."""
     import torch
@@ -240,10 +249,10 @@ def predict(
     batch = spec.train.eval_batch_size
     with torch.inference_mode():
         for start in range(0, len(x), batch):
-            xb = batch_input(x[start : start + batch], spec.train.channels_last)
+            xb = batch_input(x[start : start + batch], channels_last)
             with _autocast(spec, device):
                 logits = model(xb).float()
-            if y is not None and loss_fn is not None:
+            if y is not None:
                 # Unweighted loss for reporting: validation loss is comparable across runs.
                 loss_sum += torch.nn.functional.cross_entropy(logits, y[start : start + batch], reduction="sum")
             preds.append(logits.argmax(1))

@@ -1,0 +1,39 @@
+"""The CI twin of `make reproduce`: the real suite file, every experiment, at the `smoke` profile."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_every_experiment_runs_and_reports(tmp_path: Path) -> None:
+    config = tmp_path / "experiments.yaml"
+    shutil.copy(ROOT / "experiments.yaml", config)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert main(["data", "synth", "--config", str(config), "--profile", "smoke"]) == 0
+    assert main(["run", "--config", str(config), "--profile", "smoke", "--tracking-uri", uri]) == 0
+    assert main(["report", "--config", str(config), "--tracking-uri", uri]) == 0
+
+    from mlflow import MlflowClient
+
+    from harness.spec import load_suite
+
+    names = set(load_suite(config).experiments)
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("fer-study")
+    runs = client.search_runs([experiment.experiment_id])
+    assert {r.info.run_name for r in runs} == names and len(runs) == len(names) >= 12
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert "eval/confusion_matrix.json" in {a.path for a in client.list_artifacts(run.info.run_id, "eval")}
+    html = (tmp_path / "reports" / "index.html").read_text()
+    assert "<script src" not in html
+    for name in names:
+        assert name in html
