@@ -200,7 +200,24 @@ def _summary_section(runs: Sequence[RunRecord]) -> _Section:
         "run, on the split named in the footer; paper numbers come from the tag "
         "<code>harness.paper_val_accuracy</code> (blank where the paper gives none).</p>"
     )
-    return _Section("summary", note + _table_html(rows, formatters))
+    return _Section("summary", note + _chance_html(runs) + _table_html(rows, formatters))
+
+
+def _chance_html(runs: Sequence[RunRecord]) -> str:
+    """Chance levels to read the table against: a uniform guess, and always the largest class."""
+    counts = next((r.artifacts.class_counts for r in runs if r.artifacts and r.artifacts.class_counts), None)
+    if not counts or not counts.get("validation"):
+        return ""
+    validation = [int(v) for v in counts["validation"]]
+    k, total = sum(1 for v in validation if v > 0), sum(validation)
+    if not k or not total:
+        return ""
+    majority = max(validation) / total
+    return (
+        f"<p>Chance on this validation split: a uniform guess scores {_percent(1 / k)} "
+        f"({k} classes); always answering the largest class scores {_percent(majority)} accuracy "
+        f"and {_percent(1 / k)} balanced accuracy.</p>"
+    )
 
 
 def _summary_row(run: RunRecord) -> dict[str, Any]:
