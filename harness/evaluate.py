@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.errors import HarnessError, TrackingError
+from harness.tracking.write import first_line
 
 if TYPE_CHECKING:
     import torch
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 
 Echo = Callable[[str], None]
 KIND_EVAL = "eval"
-RUN_ID = re.compile(r"^[0-9a-f]{32}$")  # MLflow run ids: uuid4 hex
 
 
 @dataclass(frozen=True)
@@ -181,14 +180,14 @@ def load_trained(tracker: Tracker, run_ref: str, folder: Path) -> TrainedModel:
 
     from harness.spec import ExperimentSpec
 
-    run = find_training_run(tracker, run_ref)
+    run = tracker.find_training_run(run_ref)
     run_id = run.info.run_id
-    files = _download(tracker, run_id, folder)
+    files = tracker.download_for_eval(run_id, folder)
     try:
         spec = ExperimentSpec.model_validate(yaml.safe_load(files["spec.yaml"].read_text()))
         class_names = tuple(json.loads(files["data/class_counts.json"].read_text())["labels"])
     except Exception as exc:  # noqa: BLE001 - malformed or from an incompatible harness version
-        raise TrackingError(f"run {run_id}: cannot read its spec or class names: {_first_line(exc)}") from None
+        raise TrackingError(f"run {run_id}: cannot read its spec or class names: {first_line(exc)}") from None
     hashes = None
     if "data/train_hashes.npz" in files:
         from harness.data.duplicates import ImageHashes
@@ -196,60 +195,6 @@ def load_trained(tracker: Tracker, run_ref: str, folder: Path) -> TrainedModel:
         with np.load(files["data/train_hashes.npz"], allow_pickle=False) as npz:
             hashes = ImageHashes.from_npz(npz)
     return TrainedModel(run_id, spec.name, spec, class_names, files["model/weights.pt"], hashes)
-
-
-def find_training_run(tracker: Tracker, run_ref: str) -> Any:
-    """The run with this id, or the newest FINISHED training run of this experiment name."""
-    client = tracker.client
-    where = f"{tracker.tracking_uri}, experiment '{tracker.experiment_name}'"
-    if RUN_ID.match(run_ref):
-        try:
-            run = client.get_run(run_ref)
-        except Exception as exc:  # noqa: BLE001 - MLflow raises its own error for an unknown id
-            raise TrackingError(f"{tracker.tracking_uri}: no run {run_ref}: {_first_line(exc)}") from None
-        kind = run.data.tags.get("harness.kind")
-        if kind != "train" or run.info.status != "FINISHED":
-            raise TrackingError(
-                f"{tracker.tracking_uri}: run {run_ref} is a {run.info.status} '{kind}' run, "
-                "not a FINISHED training run"
-            )
-        return run
-    from harness.spec import NAME_PATTERN
-
-    # Experiment names never hold quotes, so the name is safe inside the filter string.
-    if not NAME_PATTERN.match(run_ref):
-        raise HarnessError(f"--run: '{run_ref}' is neither a run id nor an experiment name")
-    try:
-        runs = client.search_runs(
-            [tracker.experiment_id],
-            filter_string=f"tags.`harness.experiment` = '{run_ref}' and tags.`harness.kind` = 'train' "
-            "and attributes.status = 'FINISHED'",
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
-        )
-    except Exception as exc:  # noqa: BLE001 - any store failure is reported the same way
-        raise TrackingError(f"{where}: cannot search runs: {_first_line(exc)}") from None
-    if not runs:
-        raise TrackingError(f"{where}: no FINISHED training run of experiment '{run_ref}'")
-    return runs[0]
-
-
-def _download(tracker: Tracker, run_id: str, folder: Path) -> dict[str, Path]:
-    """The run's files evaluation needs (the hashes only if logged), downloaded into `folder`."""
-    from harness.tracking.read import _quiet_downloads
-
-    required = ("spec.yaml", "data/class_counts.json", "model/weights.pt")
-    files: dict[str, Path] = {}
-    try:
-        listed = {a.path for a in tracker.client.list_artifacts(run_id, "data")}
-        wanted = [*required, *(["data/train_hashes.npz"] if "data/train_hashes.npz" in listed else [])]
-        with _quiet_downloads():
-            for path in wanted:
-                files[path] = Path(tracker.client.download_artifacts(run_id, path, str(folder)))
-    except Exception as exc:  # noqa: BLE001 - a missing artifact or an unreachable store
-        missing = next((p for p in required if p not in files), "an artifact")
-        raise TrackingError(f"run {run_id}: cannot download {missing}: {_first_line(exc)}") from None
-    return files
 
 
 def rebuild_model(spec: ExperimentSpec, num_classes: int, weights: Path, run_id: str = "") -> torch.nn.Module:
@@ -274,7 +219,7 @@ def rebuild_model(spec: ExperimentSpec, num_classes: int, weights: Path, run_id:
     try:
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     except (RuntimeError, OSError, ValueError) as exc:
-        raise TrackingError(f"run {run_id}: model/weights.pt does not fit its spec: {_first_line(exc)}") from None
+        raise TrackingError(f"run {run_id}: model/weights.pt does not fit its spec: {first_line(exc)}") from None
     return model.eval()
 
 
@@ -417,12 +362,12 @@ def _log(
 def _log_artifacts(log: RunLogger, trained: TrainedModel, images: Split, scored: Scored) -> None:
     """The confusion matrix (JSON, CSV, HTML), classification report, predictions and class match."""
     from harness.figures import confusion_heatmap
-    from harness.runner import _confusion_csv
+    from harness.metrics import confusion_csv
 
     classes, keep = scored.classes, scored.keep
     confusion = scored.evaluation.confusion_dict()
     log.log_json(confusion, "eval/confusion_matrix.json")
-    log.log_text(_confusion_csv(confusion), "eval/confusion_matrix.csv")
+    log.log_text(confusion_csv(confusion), "eval/confusion_matrix.csv")
     title = f"{trained.experiment} on {images.name} ({images.split} split, shared classes, row-normalised)"
     figure = confusion_heatmap(confusion["labels"], confusion["counts"], confusion["normalized"], title)
     log.log_text(figure.to_html(include_plotlyjs=True, full_html=True), "eval/confusion_matrix.html")
@@ -452,8 +397,3 @@ def _predictions_csv(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -
         quoted = '"' + name.replace('"', '""') + '"' if ("," in name or '"' in name) else name
         out.write(f"{i},{t},{p},{quoted}\n")
     return out.getvalue()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

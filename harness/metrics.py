@@ -73,3 +73,11 @@ def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return float(balanced_accuracy_score(y_true, y_pred))
+
+
+def confusion_csv(confusion: dict[str, Any]) -> str:
+    """A confusion dict (labels, counts) as CSV: one row per true class."""
+    labels = confusion["labels"]
+    lines = ["true\\predicted," + ",".join(labels)]
+    lines += [f"{name}," + ",".join(str(c) for c in row) for name, row in zip(labels, confusion["counts"], strict=True)]
+    return "\n".join(lines) + "\n"

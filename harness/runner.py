@@ -196,6 +196,7 @@ def _log_result(log: RunLogger, spec: ExperimentSpec, data: Dataset, result: Fit
     import torch
 
     from harness.figures import confusion_heatmap
+    from harness.metrics import confusion_csv
 
     ev = result.evaluation
     last = result.history[-1]
@@ -215,7 +216,7 @@ def _log_result(log: RunLogger, spec: ExperimentSpec, data: Dataset, result: Fit
         _log_duplicates(log, data.duplicates)
     confusion = ev.confusion_dict()
     log.log_json(confusion, "eval/confusion_matrix.json")
-    log.log_text(_confusion_csv(confusion), "eval/confusion_matrix.csv")
+    log.log_text(confusion_csv(confusion), "eval/confusion_matrix.csv")
     figure = confusion_heatmap(
         confusion["labels"], confusion["counts"], confusion["normalized"],
         f"{spec.name}: confusion matrix (validation split, row-normalised)",
@@ -254,13 +255,6 @@ def _log_duplicates(log: RunLogger, dedupe: Dedupe) -> None:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **dedupe.train_hashes.to_npz())
     log.log_bytes(buffer.getvalue(), "data/train_hashes.npz")
-
-
-def _confusion_csv(confusion: dict[str, Any]) -> str:
-    labels = confusion["labels"]
-    lines = ["true\\predicted," + ",".join(labels)]
-    lines += [f"{name}," + ",".join(str(c) for c in row) for name, row in zip(labels, confusion["counts"], strict=True)]
-    return "\n".join(lines) + "\n"
 
 
 def _predictions_csv(y_true: np.ndarray, y_pred: np.ndarray) -> str:

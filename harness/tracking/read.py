@@ -275,7 +275,7 @@ def _load_artifacts(artifact_uri: str, tracking_uri: str) -> RunArtifacts:
     present = _listed_files(artifact_uri, tracking_uri, {_folder(path) for path in wanted})
     problems: list[str] = []
     loaded: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="harness-report-") as tmp, _quiet_downloads():
+    with tempfile.TemporaryDirectory(prefix="harness-report-") as tmp, quiet_downloads():
         for path in wanted:
             if path not in present:
                 problems.append(f"{path}: not logged")
@@ -339,7 +339,7 @@ def _parse_json(path: Path, required: tuple[str, ...]) -> tuple[dict[str, Any] |
 
 
 @contextmanager
-def _quiet_downloads() -> Iterator[None]:
+def quiet_downloads() -> Iterator[None]:
     """Silence MLflow's per-download progress bar: a report fetches dozens of tiny files."""
     key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
     previous = os.environ.get(key)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import tempfile
 import time
@@ -19,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import TrackingError
+from harness.errors import HarnessError, TrackingError
 
 TAG = "harness."
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")  # MLflow run ids: uuid4 hex
 KIND_TRAIN = "train"
 
 
@@ -106,7 +108,7 @@ class Tracker:
         try:
             run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
         except Exception as exc:  # noqa: BLE001 - any store failure is reported the same way
-            raise TrackingError(f"{self.tracking_uri}: cannot create a run: {_first_line(exc)}") from None
+            raise TrackingError(f"{self.tracking_uri}: cannot create a run: {first_line(exc)}") from None
         logger = RunLogger(self.client, run.info.run_id)
         try:
             logger.log_params(params)
@@ -115,10 +117,63 @@ class Tracker:
             self._end(run.info.run_id, "KILLED", "interrupted (Ctrl-C or SIGTERM)")
             raise
         except BaseException as exc:
-            self._end(run.info.run_id, "FAILED", _first_line(exc))
+            self._end(run.info.run_id, "FAILED", first_line(exc))
             raise
         else:
             self.client.set_terminated(run.info.run_id, status="FINISHED")
+
+    def find_training_run(self, run_ref: str) -> Any:
+        """The run with this id, or the newest FINISHED training run of this experiment name."""
+        client = self.client
+        where = f"{self.tracking_uri}, experiment '{self.experiment_name}'"
+        if RUN_ID.match(run_ref):
+            try:
+                run = client.get_run(run_ref)
+            except Exception as exc:  # noqa: BLE001 - MLflow raises its own error for an unknown id
+                raise TrackingError(f"{self.tracking_uri}: no run {run_ref}: {first_line(exc)}") from None
+            kind = run.data.tags.get("harness.kind")
+            if kind != "train" or run.info.status != "FINISHED":
+                raise TrackingError(
+                    f"{self.tracking_uri}: run {run_ref} is a {run.info.status} '{kind}' run, "
+                    "not a FINISHED training run"
+                )
+            return run
+        from harness.spec import NAME_PATTERN
+
+        # Experiment names never hold quotes, so the name is safe inside the filter string.
+        if not NAME_PATTERN.match(run_ref):
+            raise HarnessError(f"--run: '{run_ref}' is neither a run id nor an experiment name")
+        try:
+            runs = client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`harness.experiment` = '{run_ref}' and tags.`harness.kind` = 'train' "
+                "and attributes.status = 'FINISHED'",
+                order_by=["attributes.start_time DESC"],
+                max_results=1,
+            )
+        except Exception as exc:  # noqa: BLE001 - any store failure is reported the same way
+            raise TrackingError(f"{where}: cannot search runs: {first_line(exc)}") from None
+        if not runs:
+            raise TrackingError(f"{where}: no FINISHED training run of experiment '{run_ref}'")
+        return runs[0]
+
+
+    def download_for_eval(self, run_id: str, folder: Path) -> dict[str, Path]:
+        """The run's files evaluation needs (the hashes only if logged), downloaded into `folder`."""
+        from harness.tracking.read import quiet_downloads
+
+        required = ("spec.yaml", "data/class_counts.json", "model/weights.pt")
+        files: dict[str, Path] = {}
+        try:
+            listed = {a.path for a in self.client.list_artifacts(run_id, "data")}
+            wanted = [*required, *(["data/train_hashes.npz"] if "data/train_hashes.npz" in listed else [])]
+            with quiet_downloads():
+                for path in wanted:
+                    files[path] = Path(self.client.download_artifacts(run_id, path, str(folder)))
+        except Exception as exc:  # noqa: BLE001 - a missing artifact or an unreachable store
+            missing = next((p for p in required if p not in files), "an artifact")
+            raise TrackingError(f"run {run_id}: cannot download {missing}: {first_line(exc)}") from None
+        return files
 
     def _end(self, run_id: str, status: str, reason: str) -> None:
         try:
@@ -207,7 +262,7 @@ def connect(tracking_uri: str, experiment_name: str) -> Tracker:
     except TrackingError:
         raise
     except Exception as exc:  # noqa: BLE001 - unreachable server, locked or corrupt database, ...
-        raise TrackingError(f"{tracking_uri}: tracking store unavailable: {_first_line(exc)}") from None
+        raise TrackingError(f"{tracking_uri}: tracking store unavailable: {first_line(exc)}") from None
     return Tracker(tracking_uri, experiment_name, client, experiment_id)
 
 
@@ -224,6 +279,7 @@ def _create_experiment(client: Any, tracking_uri: str, name: str) -> str:
         return experiment.experiment_id
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
