@@ -33,6 +33,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("architecture", "Plain vs residual vs ResNeXt"),
     ("confusion", "Confusion matrices"),
     ("examples", "Preprocessed examples (paper Figure 4)"),
+    ("data-quality", "Data quality and duplicates"),
     ("provenance", "Where the numbers come from"),
 )
 
@@ -102,6 +103,7 @@ def _sections(suite: Suite, generated: datetime) -> list[_Section]:
         _architecture_section(runs),
         _confusion_section(runs),
         _examples_section(runs),
+        _data_quality_section(runs),
         _provenance_section(suite, generated),
     ]
 
@@ -785,6 +787,39 @@ class</strong> (from run {_esc(run.experiment)}; rows labelled by class, columns
 # ---------------------------------------------------------------------------------------------
 # (g) Provenance footer
 # ---------------------------------------------------------------------------------------------
+
+
+def _data_quality_section(runs: Sequence[RunRecord]) -> _Section:
+    """One row per dataset (by digest): images used, inputs skipped by reason, duplicates found."""
+    rows: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        digest = run.tags.get("harness.dataset_digest") or run.run_id
+        quality = run.artifacts.quality if run.artifacts else None
+        if digest in rows or quality is None:
+            continue
+        counts = (run.artifacts.class_counts if run.artifacts else None) or {}
+        skipped = quality.get("skipped") or {}
+        duplicates = quality.get("duplicates") or {}
+        rows[digest] = {
+            "Dataset": run.tags.get("harness.dataset"),
+            "Digest": digest[:12],
+            "Training images": sum(counts.get("train") or []) or None,
+            "Validation images": sum(counts.get("validation") or []) or None,
+            "Skipped inputs": ", ".join(f"{k}: {v}" for k, v in sorted(skipped.items())) or "none",
+            "Duplicates": ", ".join(f"{k.removeprefix('dup_')}: {v}" for k, v in sorted(duplicates.items()))
+            or "not checked",
+            "First run": run.experiment,
+        }
+    if not rows:
+        return _Section("data-quality", _missing_html("No run logged data/quality.json."))
+    note = (
+        "<p>Inputs the adapters skipped (missing, unreadable, out-of-range labels, blank images…) "
+        "and duplicate images found within the training split and between training and validation "
+        "(exact: identical pixels after preprocessing; near: perceptual hash within "
+        "<code>data.dedupe_distance</code> bits). Whether copies were dropped from validation is "
+        "the run's <code>data.dedupe</code> setting.</p>"
+    )
+    return _Section("data-quality", note + _table_html(list(rows.values()), {}))
 
 
 def _provenance_section(suite: Suite, generated: datetime) -> _Section:

@@ -96,6 +96,7 @@ def test_run_track_skip_force_and_report(tiny_suite: Path, capsys: pytest.Captur
     assert main(["report", "--config", str(tiny_suite), "--tracking-uri", uri]) == 0
     html = out.read_text()
     assert "plain_balanced" in html and "residual" in html
+    assert 'id="data-quality"' in html and "near_train_val" in html
     assert "<script src" not in html
 
 

@@ -45,6 +45,7 @@ JSON_ARTIFACTS: dict[str, tuple[str, ...]] = {
     "eval/classification_report.json": (),
     "data/class_counts.json": ("labels", "train"),
     "data/examples.json": ("labels",),
+    "data/quality.json": (),
 }
 EXAMPLES_PNG = "data/examples.png"
 
@@ -58,6 +59,7 @@ class RunArtifacts:
     class_counts: Mapping[str, Any] | None = None
     examples_png: bytes | None = None
     examples: Mapping[str, Any] | None = None
+    quality: Mapping[str, Any] | None = None  # skipped inputs by reason, duplicate counts
     # One line per absent or unreadable artifact, e.g. "eval/confusion_matrix.json: not logged".
     problems: tuple[str, ...] = ()
 
@@ -302,6 +304,7 @@ def _load_artifacts(artifact_uri: str, tracking_uri: str) -> RunArtifacts:
         class_counts=loaded.get("data/class_counts.json"),
         examples_png=loaded.get(EXAMPLES_PNG),
         examples=loaded.get("data/examples.json"),
+        quality=loaded.get("data/quality.json"),
         problems=tuple(problems),
     )
 
