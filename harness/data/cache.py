@@ -142,6 +142,14 @@ def decode_all(
     return Arrays(x=x[ok], y=y[ok], unreadable=unreadable)
 
 
+def _worker_signals() -> None:
+    """Workers die on SIGTERM and leave Ctrl-C to the parent, which ends the pool itself."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _map(chunks: list, workers: int | None, progress: bool, total: int) -> Iterator:
     """Map chunks over worker processes (in order); a plain loop for tiny inputs or one worker."""
     workers = workers or os.cpu_count() or 1
@@ -157,8 +165,11 @@ def _map(chunks: list, workers: int | None, progress: bool, total: int) -> Itera
         else:
             import multiprocessing
 
-            # fork: workers need only PIL and numpy, and start in milliseconds.
-            pool = multiprocessing.get_context("fork").Pool(min(workers, len(chunks)))
+            # spawn, not fork: a forked child can inherit a lock held by another thread of the
+            # parent (MLflow's and torch's thread pools) and hang forever; it was seen here.
+            pool = multiprocessing.get_context("spawn").Pool(
+                min(workers, len(chunks)), initializer=_worker_signals
+            )
             results = pool.imap(_decode_chunk, chunks)
         try:
             for result in results:
