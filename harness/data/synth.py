@@ -31,6 +31,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageFilter
 from tqdm import tqdm
 
 from harness.classes import AFFECTNET_CLASSES
+from harness.data.affectnet import COLUMNS
 from harness.errors import DataError
 
 GENERATOR_VERSION = "1"
@@ -53,17 +54,7 @@ TRAIN_COUNTS_AFFECTNET: dict[int, int] = {
 # Tiny scales (tests) would round the rare classes to zero; keep every class trainable.
 MIN_TRAIN_PER_CLASS = 20
 
-CSV_HEADER = (
-    "subDirectory_filePath",
-    "face_x",
-    "face_y",
-    "face_width",
-    "face_height",
-    "facial_landmarks",
-    "expression",
-    "valence",
-    "arousal",
-)
+CSV_HEADER = COLUMNS  # AffectNet's columns, exactly as the adapter reads them
 IMAGE_DIR = "Manually_Annotated_Images"
 SPLITS = ("training", "validation")
 # One image to render: (path relative to IMAGE_DIR, split index, index in split, expression code).
