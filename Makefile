@@ -34,6 +34,10 @@ reproduce: $(STAMP)
 report: $(STAMP)
 	$(BIN)/harness report
 
+# Benchmarks (not part of `make test`): ratios measured side by side in one run → reports/bench.json.
+bench: $(STAMP)
+	$(BIN)/python bench/preprocess.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check harness tests bench
 
