@@ -61,7 +61,20 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--cache-dir", type=Path, help="preprocessing cache (default: .cache/harness beside the suite file)")
     ev.set_defaults(func=cmd_eval)
 
-    lst = sub.add_parser("list", help="list the suite's experiments")
+    sw = sub.add_parser("sweep", help="tune an experiment with an Optuna study from the suite file")
+    sw.add_argument("--study", required=True, help="a study under `studies:` in the suite file, e.g. residual")
+    _add_common(sw)
+    sw.add_argument("--trials", type=int, help="the study's total number of finished trials (default: the study's `trials`)")
+    sw.add_argument("--timeout", type=float, metavar="SECONDS", help="start no new trial after this long")
+    sw.add_argument("--workers", type=int, default=1, help="local worker processes sharing the storage (default: 1)")
+    sw.add_argument("--storage", metavar="URL", help="Optuna storage: journal:PATH (default: journal:optuna.journal beside mlflow.db), or sqlite:///..., postgresql://..., mysql://...")
+    sw.add_argument("--cache-dir", type=Path, help="preprocessing cache (default: .cache/harness beside the suite file)")
+    what = sw.add_mutually_exclusive_group()
+    what.add_argument("--best", action="store_true", help="print the best trial so far and exit (trains nothing)")
+    what.add_argument("--retrain-best", action="store_true", help="train the best trial's spec as a normal tracked run named STUDY-best")
+    sw.set_defaults(func=cmd_sweep)
+
+    lst = sub.add_parser("list", help="list the suite's experiments and studies")
     _add_common(lst)
     lst.set_defaults(func=cmd_list)
 
@@ -113,19 +126,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         overrides["train"] = train
     suite = _load(args, overrides)
     specs = suite.select(args.names)
-    from harness.runner import RunContext, run_suite
-    from harness.tracking.write import connect
+    from harness.runner import run_suite
 
-    uri = _tracking_uri(args, suite.root)
-    tracker = connect(uri, suite.name)
-    ctx = RunContext(
-        tracker=tracker,
-        project_root=suite.root,
-        cache_dir=args.cache_dir or suite.root / ".cache" / "harness",
-        force=args.force,
-        echo=_echo,
-    )
-    _echo(f"tracking to {uri}, experiment '{suite.name}'")
+    ctx = _run_context(args, suite)
+    _echo(f"tracking to {ctx.tracker.tracking_uri}, experiment '{suite.name}'")
     started = time.perf_counter()
     outcomes = run_suite(suite, specs, ctx)
     _echo(f"\n{len(outcomes)} experiment(s) in {time.perf_counter() - started:.0f} s:")
@@ -175,6 +179,89 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """harness sweep: run (or resume) a study; --best prints its best trial; --retrain-best trains it."""
+    from harness.sweep import default_storage_url, redact, run_sweep, study_status
+
+    if args.trials is not None and args.trials < 1:
+        raise HarnessError("--trials must be at least 1")
+    if args.workers < 1:
+        raise HarnessError("--workers must be at least 1")
+    if args.timeout is not None and args.timeout <= 0:
+        raise HarnessError("--timeout must be positive")
+    suite = _load(args)
+    suite.study(args.study)  # an unknown study fails before anything connects
+    storage = args.storage or default_storage_url(suite.root)
+    if args.best:
+        rows, best = study_status(suite, args.study, storage)
+        _print_trials(rows, limit=0)
+        _print_best(args, best)
+        return 0
+    ctx = _run_context(args, suite)
+    if args.retrain_best:
+        return _retrain_best(args, suite, ctx, storage)
+    _echo(f"tracking to {ctx.tracker.tracking_uri}, experiment '{suite.name}'; Optuna storage {redact(storage)}")
+    outcome = run_sweep(
+        suite, args.study, ctx, storage_url=storage, trials=args.trials, timeout=args.timeout,
+        workers=args.workers, profile=args.profile,
+    )
+    _echo(f"\n{outcome.ran} trial(s) run now; sweep run {outcome.parent_run_id}")
+    _print_trials(outcome.rows)
+    _print_best(args, outcome.best)
+    return 0
+
+
+def _print_trials(rows: list[Any], limit: int = 50) -> None:
+    counts = {s: sum(r.state == s for r in rows) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")}
+    print(f"{len(rows)} trials: " + ", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n))
+    for r in rows[-limit:] if limit else []:
+        value = f"{r.value:.4f}" if r.value is not None else "-"
+        params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.params.items())
+        print(f"  #{r.number:<4} {r.state:<9} {value:<8} {params}")
+
+
+def _print_best(args: argparse.Namespace, best: Any) -> None:
+    if best is None:
+        print("no completed trial yet")
+        return
+    print(f"best: trial {best.number}, value {best.value:.4f}, MLflow run {best.mlflow_run_id}")
+    for k, v in best.params.items():
+        print(f"  {k}: {v}")
+    print(f"retrain it as a normal run: harness sweep --study {args.study} --retrain-best")
+
+
+def _retrain_best(args: argparse.Namespace, suite: Any, ctx: Any, storage: str) -> int:
+    from harness.runner import RunHooks, load_data, run_experiment
+    from harness.studies import trial_spec
+    from harness.sweep import study_status
+
+    study = suite.study(args.study)
+    _, best = study_status(suite, args.study, storage)
+    if best is None:
+        raise HarnessError(f"study '{args.study}' has no completed trial to retrain")
+    spec = trial_spec(suite.path, study, suite.experiments[study.experiment], f"{study.name}-best", best.params)
+    spec = spec.model_copy(update={"description": f"Best trial ({best.number}) of study '{study.name}'"})
+    hooks = RunHooks(tags={"harness.from_study": study.name, "harness.from_trial": str(best.number)})
+    _echo(f"retraining trial {best.number} of '{study.name}' as experiment '{spec.name}'")
+    outcome = run_experiment(suite, spec, load_data(spec, ctx), ctx, hooks)
+    acc = f"val acc {outcome.val_accuracy:.3f}" if outcome.val_accuracy is not None else outcome.reason
+    print(f"{outcome.name:<34} {outcome.status:<9} {acc:<22} {outcome.run_id or ''}")
+    return 0
+
+
+def _run_context(args: argparse.Namespace, suite: Any) -> Any:
+    from harness.runner import RunContext
+    from harness.tracking.write import connect
+
+    return RunContext(
+        tracker=connect(_tracking_uri(args, suite.root), suite.name),
+        project_root=suite.root,
+        cache_dir=args.cache_dir or suite.root / ".cache" / "harness",
+        force=getattr(args, "force", False),
+        echo=_echo,
+    )
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     """harness list: the suite's experiments with model, sampler and the paper's accuracy."""
     suite = _load(args)
@@ -184,6 +271,11 @@ def cmd_list(args: argparse.Namespace) -> int:
         paper = f"{spec.paper_val_accuracy:.3f}" if spec.paper_val_accuracy is not None else "-"
         iteration = str(spec.iteration) if spec.iteration is not None else "-"
         print(f"{spec.name:<34} {iteration:<5} {spec.model.name:<16} {spec.sampler.name:<9} {paper:<6} {','.join(spec.tags)}")
+    if suite.studies:
+        print(f"\nstudies ({len(suite.studies)}): harness sweep --study NAME")
+        for study in suite.studies.values():
+            print(f"{study.name:<20} {study.experiment:<26} {study.objective:<22} {study.trials:>3} trials  "
+                  f"{', '.join(study.space)}")
     return 0
 
 

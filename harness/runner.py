@@ -1,6 +1,7 @@
 """Run experiments: spec → dataset → model → fit → metrics → MLflow. The one training path.
 
-`harness run` and (later) sweep trials both come through `run_experiment`.
+`harness run` comes through `run_experiment`; sweep trials call `train_and_log` with RunHooks
+(extra tags, an early-stop check for pruning) — the same code path, not a second trainer.
 """
 
 from __future__ import annotations
@@ -8,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import io
 import subprocess
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.locks import file_lock
+from harness.tracking.write import KIND_TRAIN
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,6 +39,21 @@ class RunOutcome:
     run_id: str | None
     val_accuracy: float | None = None
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class RunHooks:
+    """How a caller (a sweep trial) adapts one tracked training run without a second trainer."""
+
+    kind: str = "train"  # the harness.kind tag: "train" for `harness run`, "trial" for sweeps
+    tags: Mapping[str, str] = field(default_factory=dict)  # extra tags, e.g. mlflow.parentRunId
+    run_name: str | None = None  # default: the spec's name
+    # Called with the open run before training starts (e.g. to note its id on an Optuna trial).
+    started: Callable[[RunLogger], None] | None = None
+    # Sees each epoch's stats after they are logged; True stops training (Optuna pruning).
+    stop: Callable[[EpochStats], bool] | None = None
+    # Called with the open run and the fit result just before the run ends FINISHED.
+    before_end: Callable[[RunLogger, FitResult], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -101,7 +118,9 @@ def load_data(spec: ExperimentSpec, ctx: RunContext) -> Dataset:
     return data
 
 
-def run_experiment(suite: Suite, spec: ExperimentSpec, data: Dataset, ctx: RunContext) -> RunOutcome:
+def run_experiment(
+    suite: Suite, spec: ExperimentSpec, data: Dataset, ctx: RunContext, hooks: RunHooks = RunHooks()
+) -> RunOutcome:
     """Train and track one spec unless an identical run already FINISHED (or is running now)."""
     key = run_key(spec, data)
     if not ctx.force and (done := ctx.tracker.find_finished(key)):
@@ -114,7 +133,7 @@ def run_experiment(suite: Suite, spec: ExperimentSpec, data: Dataset, ctx: RunCo
         # Re-check under the lock: a concurrent process may have just finished it.
         if not ctx.force and (done := ctx.tracker.find_finished(key)):
             return RunOutcome(spec.name, "skipped", done, reason="already finished")
-        return _train_and_log(suite, spec, data, key, ctx)
+        return train_and_log(suite, spec, data, key, ctx, hooks)
 
 
 def _tags(suite: Suite, spec: ExperimentSpec, data: Dataset, key: str, root: Path) -> dict[str, str]:
@@ -129,7 +148,7 @@ def _tags(suite: Suite, spec: ExperimentSpec, data: Dataset, key: str, root: Pat
         "harness.dataset_digest": data.digest,
         "harness.eval_split": "validation",
         "harness.seed": str(spec.train.seed),
-        "harness.kind": "train",
+        "harness.kind": KIND_TRAIN,
         "harness.suite_file": str(suite.path),
     }
     if spec.iteration is not None:
@@ -159,16 +178,27 @@ def build_model(spec: ExperimentSpec, data: Dataset) -> Any:
     return with_input_layer(net, data.x_train, spec.data.whitening, spec.train.seed)
 
 
-def _train_and_log(suite: Suite, spec: ExperimentSpec, data: Dataset, key: str, ctx: RunContext) -> RunOutcome:
+def train_and_log(
+    suite: Suite, spec: ExperimentSpec, data: Dataset, key: str, ctx: RunContext, hooks: RunHooks = RunHooks()
+) -> RunOutcome:
+    """Build, train and evaluate `spec` inside one tracked run (no skip check: see run_experiment)."""
     from harness.train import fit, resolve_device, resolve_precision
 
     device = resolve_device(spec.train.device)
     precision = resolve_precision(spec.train.precision, device)
     model = build_model(spec, data)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    tags = {**_tags(suite, spec, data, key, ctx.project_root), "harness.device": device, "harness.precision": precision}
-    with ctx.tracker.run(spec.name, tags, spec.flat_params()) as log:
+    tags = {
+        **_tags(suite, spec, data, key, ctx.project_root),
+        "harness.device": device,
+        "harness.precision": precision,
+        "harness.kind": hooks.kind,
+        **hooks.tags,
+    }
+    with ctx.tracker.run(hooks.run_name or spec.name, tags, spec.flat_params()) as log:
         ctx.echo(f"  run {log.run_id} on {device} ({precision}), {n_params:,} parameters")
+        if hooks.started is not None:
+            hooks.started(log)
         log.log_text(spec.to_yaml(), "spec.yaml")
         log.log_dataset(data.name, str(data.root), data.digest)
         quality = {"skipped": data.quality, "examples": data.quality_examples}
@@ -176,16 +206,19 @@ def _train_and_log(suite: Suite, spec: ExperimentSpec, data: Dataset, key: str, 
             quality["duplicates"] = data.duplicates.report.counts()
         log.log_json(quality, "data/quality.json")
 
-        def on_epoch(stats: EpochStats) -> None:
+        def on_epoch(stats: EpochStats) -> bool:
             log.log_metrics(stats.metrics(), step=stats.epoch)
             ctx.echo(
                 f"  epoch {stats.epoch:>3}/{spec.train.epochs}: train acc {stats.train_accuracy:.3f} "
                 f"loss {stats.train_loss:.3f} | val acc {stats.val_accuracy:.3f} "
                 f"bal {stats.val_balanced_accuracy:.3f} | {stats.images / max(stats.train_seconds, 1e-9):.0f} img/s"
             )
+            return hooks.stop is not None and hooks.stop(stats)
 
         result = fit(model, data, spec, device=device, on_epoch=on_epoch)
         _log_result(log, spec, data, result, n_params)
+        if hooks.before_end is not None:
+            hooks.before_end(log, result)
     ev = result.evaluation
     ctx.echo(f"  done: val accuracy {ev.accuracy:.3f}, balanced {ev.balanced_accuracy:.3f}, macro-F1 {ev.macro_f1:.3f}")
     return RunOutcome(spec.name, "finished", log.run_id, val_accuracy=ev.accuracy)

@@ -8,6 +8,7 @@ A suite file (``experiments.yaml``) has four top-level keys::
                       experiments: {NAME: {data, sampler, model, train}}}}
     experiments: {NAME: {description, paper_val_accuracy, iteration, tags, extends,
                          data, sampler, model, train}}
+    studies: {NAME: {experiment, objective, direction, sampler, pruner, trials, ...}}  # sweeps
 
 An experiment's settings resolve as: defaults ← its `extends` chain ← its own keys ←
 the chosen profile (its shared sections, then its per-experiment ones) ← command-line overrides. Every error names the file, the key path and,
@@ -21,7 +22,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,7 +35,7 @@ from harness.registry import did_you_mean
 
 SECTIONS = ("data", "sampler", "model", "train")
 EXPERIMENT_META = ("description", "paper_val_accuracy", "iteration", "tags", "extends")
-TOP_LEVEL = ("suite", "defaults", "profiles", "experiments")
+TOP_LEVEL = ("suite", "defaults", "profiles", "experiments", "studies")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
@@ -179,6 +180,7 @@ class Suite:
     name: str
     experiments: dict[str, ExperimentSpec]
     profile: str | None = None
+    studies: dict[str, Any] = field(default_factory=dict)  # name -> harness.studies.StudySpec
 
     @property
     def root(self) -> Path:
@@ -194,6 +196,12 @@ class Suite:
             if name not in self.experiments:
                 raise SpecError(f"{self.path}: no experiment '{name}'{did_you_mean(name, valid)}")
         return [self.experiments[n] for n in names]
+
+    def study(self, name: str) -> Any:
+        """The named sweep study (a harness.studies.StudySpec)."""
+        if name not in self.studies:
+            raise SpecError(f"{self.path}: no study '{name}'{did_you_mean(name, list(self.studies))}")
+        return self.studies[name]
 
 
 # ----------------------------------------------------------------------------- loading
@@ -275,7 +283,31 @@ def load_suite(
         for layer in (shared, per_experiment.get(exp_name) or {}, overrides or {}):
             raw = _merge(raw, layer)
         resolved[exp_name] = _validate(path, exp_name, raw)
-    return Suite(path=path, name=name, experiments=resolved, profile=profile)
+    from harness.studies import parse_studies
+
+    studies = parse_studies(path, doc.get("studies"), resolved)
+    return Suite(path=path, name=name, experiments=resolved, profile=profile, studies=studies)
+
+
+def spec_sections(spec: ExperimentSpec) -> dict[str, Any]:
+    """A resolved spec back as raw sections (model params inlined), ready for `derive_spec`."""
+    raw = spec.model_dump(mode="json", exclude={"name"})
+    model = raw.pop("model")
+    raw["model"] = {"name": model["name"], **model["params"]}
+    return raw
+
+
+def derive_spec(
+    path: Path, base: ExperimentSpec, name: str, layers: Sequence[Mapping[str, Any]], where: str | None = None
+) -> ExperimentSpec:
+    """`base` with `layers` merged on top (as profiles are), validated like any experiment.
+
+    Errors name `where` (default: experiments.<name>) in `path`.
+    """
+    raw = spec_sections(base)
+    for layer in layers:
+        raw = _merge(raw, layer)
+    return _validate(path, name, raw, where)
 
 
 def _mapping(path: Path, where: str, value: Any) -> dict[str, Any]:
@@ -361,8 +393,8 @@ def _merge(base: dict[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _validate(path: Path, name: str, raw: dict[str, Any]) -> ExperimentSpec:
-    where = f"experiments.{name}"
+def _validate(path: Path, name: str, raw: dict[str, Any], where: str | None = None) -> ExperimentSpec:
+    where = where or f"experiments.{name}"
     model_raw = dict(raw.get("model") or {})
     model_name = model_raw.pop("name", ModelSpec().name)
     try:

@@ -74,7 +74,8 @@ class FitResult:
         return sum(e.images for e in self.history) / max(self.train_seconds, 1e-9)
 
 
-EpochCallback = Callable[[EpochStats], None]
+# Sees each epoch's stats; returning True stops training after that epoch (e.g. Optuna pruning).
+EpochCallback = Callable[[EpochStats], bool | None]
 
 
 def resolve_device(name: str) -> str:
@@ -140,7 +141,11 @@ def fit(
     device: str = "cpu",
     on_epoch: EpochCallback | None = None,
 ) -> FitResult:
-    """Train `model` on `data` as `spec` says; `on_epoch` sees each epoch's stats (and may raise)."""
+    """Train `model` on `data` as `spec` says.
+
+    `on_epoch` sees each epoch's stats; it may raise, or return True to stop after that epoch
+    (the result then holds the epochs run and the last epoch's evaluation).
+    """
     import torch
 
     train = spec.train
@@ -183,8 +188,8 @@ def fit(
             images=len(indices),
         )
         history.append(stats)
-        if on_epoch is not None:
-            on_epoch(stats)
+        if on_epoch is not None and on_epoch(stats):
+            break
     return FitResult(model=model, history=history, evaluation=scores, y_pred=y_pred, sampled_per_epoch=sampled)
 
 

@@ -75,7 +75,8 @@ class Tracker:
         """The id of a FINISHED training run with this key, if there is one."""
         runs = self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.`{TAG}run_key` = '{run_key}' and attributes.status = 'FINISHED'",
+            filter_string=f"tags.`{TAG}run_key` = '{run_key}' and tags.`{TAG}kind` = '{KIND_TRAIN}' "
+            "and attributes.status = 'FINISHED'",
             max_results=1,
         )
         return runs[0].info.run_id if runs else None
