@@ -108,17 +108,30 @@ def open_storage(url: str) -> Any:
             # An O_EXCL lock file works on every filesystem; one left by a killed process
             # expires after the grace period.
             return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
-        return RDBStorage(
-            url,
-            heartbeat_interval=HEARTBEAT_S,
-            grace_period=GRACE_S,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
-            engine_kwargs={"pool_pre_ping": True},
-        )
+        return _rdb_storage(url, RDBStorage, RetryHeartbeatStaleTrialCallback)
     except (optuna.exceptions.OptunaError, ImportError, OSError, ValueError) as exc:
         raise HarnessError(f"cannot open Optuna storage {redact(url)}: {_one_line(exc)}") from None
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy: server down, bad credentials, ...
         raise HarnessError(f"cannot open Optuna storage {redact(url)}: {_one_line(exc)}") from None
+
+
+def _rdb_storage(url: str, rdb: Any, retry: Any, attempts: int = 5) -> Any:
+    """RDBStorage, retried: workers starting together race to create Optuna's schema
+    ("type ... already exists"); the loser finds it made on its next try."""
+    for attempt in range(attempts):
+        try:
+            return rdb(
+                url,
+                heartbeat_interval=HEARTBEAT_S,
+                grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=retry(max_retry=MAX_RETRY),
+                engine_kwargs={"pool_pre_ping": True},
+            )
+        except Exception as exc:  # noqa: BLE001 - SQLAlchemy errors of every driver
+            if attempt == attempts - 1 or "already exists" not in str(exc) and "duplicate" not in str(exc).lower():
+                raise
+            time.sleep(0.5 + attempt)
+    raise AssertionError("unreachable")
 
 
 def redact(url: str) -> str:
@@ -161,8 +174,14 @@ def _pruner(spec: StudySpec, epochs: int) -> Any:
     return optuna.pruners.NopPruner()
 
 
-def load_study(storage: Any, suite: Suite, spec: StudySpec, *, salt: int = 0, epochs: int = 1) -> optuna.Study:
-    """Create the study (enqueuing its starting trials) or load it; a changed space is refused."""
+def load_study(
+    storage: Any, suite: Suite, spec: StudySpec, *, salt: int = 0, epochs: int = 1, enqueue: bool = False
+) -> optuna.Study:
+    """Create the study or load it; a changed space is refused.
+
+    With `enqueue`, a study without trials gets its starting trials: call it under the sweep
+    lock, so two invocations starting together do not queue them twice.
+    """
     import optuna
 
     name = optuna_study_name(suite, spec)
@@ -186,7 +205,7 @@ def load_study(storage: Any, suite: Suite, spec: StudySpec, *, salt: int = 0, ep
             f"study '{name}' in the Optuna storage was made with another search space, objective or "
             f"base experiment; give it another name in {suite.path}, or pass --storage to start afresh"
         )
-    if not study.get_trials(deepcopy=False):
+    if enqueue and not study.get_trials(deepcopy=False):
         for values in spec.enqueue:
             study.enqueue_trial({k: _encode_value(v) for k, v in values.items()}, skip_if_exists=True)
     return study
@@ -485,11 +504,11 @@ def run_sweep(
     total = trials or spec.trials
     base = trial_spec(suite.path, spec, suite.experiments[spec.experiment], f"{spec.name}-base", {})
     storage = open_storage(storage_url)
-    study = load_study(storage, suite, spec, epochs=base.train.epochs)
     reaped = ctx.tracker.reap_stale_runs()
     if reaped:
         ctx.echo(f"marked {len(reaped)} run(s) of dead processes FAILED: {', '.join(reaped)}")
-    with file_lock(sweep_lock(ctx.cache_dir, storage_url, study.study_name)):
+    with file_lock(sweep_lock(ctx.cache_dir, storage_url, optuna_study_name(suite, spec))):
+        study = load_study(storage, suite, spec, epochs=base.train.epochs, enqueue=True)
         requeued = reap_trials(study, ctx.tracker)
     if requeued:
         ctx.echo(f"trials {', '.join(map(str, requeued))} were left RUNNING by a dead process: failed and re-queued")
