@@ -639,8 +639,8 @@ def log_summary(log: RunLogger, study: optuna.Study, rows: list[TrialRow], impor
     """The parent run's record: counts, the best trial, every trial, and Optuna's plots."""
     import optuna.visualization as vis
 
-    counts = {s: sum(r.state == s for r in rows) for s in ("COMPLETE", "PRUNED", "FAIL")}
-    metrics = {f"n_trials_{s.lower()}": n for s, n in counts.items()}
+    counts = {name: sum(r.state == s for r in rows) for s, name in (("COMPLETE", "complete"), ("PRUNED", "pruned"), ("FAIL", "failed"))}
+    metrics: dict[str, float] = {f"n_trials_{name}": n for name, n in counts.items()}
     epochs = [len(r.intermediate) for r in rows if r.state in DONE_STATES]
     metrics["epochs_run"] = sum(epochs)
     if best is not None:
