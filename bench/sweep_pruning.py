@@ -61,11 +61,15 @@ def make_project(folder: Path, *, epochs: int, per_epoch: int) -> list[str]:
 def run_sweep(folder: Path, study: str, trials: int) -> float:
     """`harness sweep` in `folder`; returns its wall time in seconds."""
     harness = Path(sys.executable).with_name("harness")
+    log = folder / f"{study}.log"
     started = time.perf_counter()
-    subprocess.run(
-        [str(harness), "sweep", "--study", study, "--trials", str(trials), "--config", str(folder / "experiments.yaml")],
-        cwd=folder, check=True, stdout=subprocess.DEVNULL,
-    )
+    with open(log, "w") as fh:
+        done = subprocess.run(
+            [str(harness), "sweep", "--study", study, "--trials", str(trials), "--config", str(folder / "experiments.yaml")],
+            cwd=folder, stdout=fh, stderr=subprocess.STDOUT, check=False,
+        )
+    if done.returncode != 0:
+        sys.exit(f"harness sweep --study {study} failed:\n{log.read_text()[-3000:]}")
     return time.perf_counter() - started
 
 

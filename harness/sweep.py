@@ -559,12 +559,19 @@ def _run_workers(cfg: SweepConfig, workers: int, echo: Echo) -> None:
     try:
         for p in procs:
             p.join()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        # Ctrl-C reached the workers too: give them time to record their trials as
+        # interrupted before a SIGTERM (which would interrupt that clean-up) and a SIGKILL.
+        # A SIGTERM sent to this process only (the CLI raises "signal 15") is passed on at once.
+        deadline = time.monotonic() + (0 if str(exc).startswith("signal") else 15)
+        for p in procs:
+            p.join(timeout=max(0.0, deadline - time.monotonic()))
         for p in procs:
             if p.is_alive():
                 os.kill(p.pid, signal.SIGTERM)
-        for p in procs:
-            p.join(timeout=30)
+                p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
         raise
     failed = [f"worker {i} (exit {p.exitcode})" for i, p in enumerate(procs) if p.exitcode != 0]
     if failed:
