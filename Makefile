@@ -41,6 +41,6 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check harness tests bench
 
-# Removes tracked results (mlflow.db, artifacts, report); keeps data and the preprocessing cache.
+# Removes tracked results (mlflow.db, artifacts, Optuna studies, report); keeps data and the preprocessing cache.
 clean-results:
-	rm -rf mlflow.db mlartifacts reports/index.html
+	rm -rf mlflow.db mlartifacts optuna.journal reports/index.html
