@@ -269,3 +269,27 @@ def test_local_workers_share_the_budget_and_lose_no_trial(sweep_suite: Path, wor
     assert sorted(r.info.run_id for r in runs) == sorted(t.user_attrs["mlflow_run_id"] for t in study.trials)
     assert all(r.info.status == "FINISHED" for r in runs)
     assert "database is locked" not in done.stderr
+
+
+def test_timeout_and_a_changed_space_is_refused(sweep_suite: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A timeout that expires while the data loads: the study is created, no trial starts.
+    assert main(["sweep", "--study", "tiny", "--config", str(sweep_suite), "--timeout", "0.01"]) == 0
+    assert "timeout reached: no new trials" in capsys.readouterr().err
+    assert _study(sweep_suite).trials == [] or all(t.state.name == "WAITING" for t in _study(sweep_suite).trials)
+    (parent,) = _runs(sweep_suite, "sweep")
+    assert parent.info.status == "FINISHED"
+
+    # The same study name with another space would mix incomparable trials: refused.
+    text = sweep_suite.read_text().replace("high: 0.5}", "high: 0.4}")
+    sweep_suite.write_text(text)
+    assert main(["sweep", "--study", "tiny", "--config", str(sweep_suite)]) == 2
+    err = capsys.readouterr().err
+    assert "study 'tiny.tiny' in the Optuna storage was made with another search space" in err
+    assert "Traceback" not in err
+
+    for bad, message in ((["--trials", "0"], "--trials must be at least 1"),
+                         (["--workers", "0"], "--workers must be at least 1"),
+                         (["--storage", "postgresql://nobody@127.0.0.1:1/none"], "cannot open Optuna storage")):
+        assert main(["sweep", "--study", "tiny", "--config", str(sweep_suite), *bad]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
