@@ -265,8 +265,8 @@ def _comparison_row(result: ComparisonResult) -> dict[str, Any]:
     row: dict[str, Any] = {
         "Comparison": comparison.title,
         "A − B": f"{comparison.a} − {comparison.b}",
-        "Study says": comparison.claim,
         "Judged on": "accuracy" if comparison.metric == "accuracy" else "balanced accuracy",
+        "Expected": "A better" if comparison.expect == "better" else "A no better",
     }
     if difference is None:
         return {**row, "Verdict": f"missing: {result.missing}"}

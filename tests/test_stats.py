@@ -104,3 +104,16 @@ def test_seeds_average_per_image() -> None:
     assert diff.accuracy.estimate == pytest.approx(5 / 12)
     with pytest.raises(ValueError):
         paired_bootstrap(y, a[:, :5], b)
+
+
+def test_single_model_intervals_cover_its_scores() -> None:
+    from harness.stats import bootstrap_scores
+
+    rng = np.random.default_rng(4)
+    y = np.repeat(np.arange(3), [300, 100, 50])
+    correct = rng.random(y.size) < np.where(y == 0, 0.8, 0.4)
+    accuracy, balanced = bootstrap_scores(y, correct)
+    assert accuracy.estimate == pytest.approx(correct.mean())
+    assert balanced.estimate == pytest.approx(np.mean([correct[y == c].mean() for c in range(3)]))
+    assert accuracy.low < accuracy.estimate < accuracy.high < accuracy.low + 0.12
+    assert balanced.estimate < accuracy.estimate  # the big class is the easy one
