@@ -104,6 +104,7 @@ def build_report(tracking_uri: str, experiment_name: str, out_path: Path) -> Rep
 def _sections(suite: Suite, generated: datetime) -> list[_Section]:
     from harness.report_stats import (
         claims_section,
+        headlines,
         methods_section,
         overfitting_section,
         paper_section,
@@ -112,10 +113,11 @@ def _sections(suite: Suite, generated: datetime) -> list[_Section]:
     )
 
     runs = suite.runs
+    table = headlines(suite)  # shared by the summary and the paper table
     return [
-        summary_section(suite),
+        summary_section(suite, table),
         claims_section(suite),
-        paper_section(suite),
+        paper_section(suite, table),
         _learning_curves_section(runs),
         overfitting_section(suite),
         _imbalance_section(runs, suite.seed_runs),

@@ -76,11 +76,12 @@ def source_line(suite: Suite, what: str = "final-epoch metrics") -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def summary_section(suite: Suite) -> _Section:
+def summary_section(suite: Suite, table: Mapping[tuple[str, str], Headline] | None = None) -> _Section:
     """Per experiment: seeds, and each headline metric as mean ± sd [95% interval]."""
     if not suite.runs:
         return _Section("summary", _missing_html("No finished training runs to summarise."))
-    rows = [_summary_row(run, suite.seed_runs.get(run.experiment) or (run,)) for run in suite.runs]
+    table = headlines(suite) if table is None else table
+    rows = [_summary_row(run, suite.seed_runs.get(run.experiment) or (run,), table) for run in suite.runs]
     note = (
         "<p>Each experiment's final-epoch metrics over its repeated seeds: mean ± standard "
         "deviation, and a 95% interval — Student-t over seeds where there are several; for a "
@@ -92,37 +93,67 @@ def summary_section(suite: Suite) -> _Section:
     return _Section("summary", body)
 
 
-def _summary_row(run: RunRecord, seeds: Sequence[RunRecord]) -> dict[str, Any]:
+def _summary_row(
+    run: RunRecord, seeds: Sequence[RunRecord], table: Mapping[tuple[str, str], Headline]
+) -> dict[str, Any]:
     row: dict[str, Any] = {
         "Experiment": run.experiment,
         "Paper iteration": run.paper_iteration,
         "Seeds": _seed_list(seeds),
     }
     for key, label in HEADLINE_METRICS:
-        row[label] = _headline_cell(seeds, key)
+        row[label] = _headline_cell(table.get((run.experiment, key)) or headline(seeds, key))
     row["Parameters"] = run.metric("n_parameters")
     row["Training time (mean)"] = _mean_metric(seeds, "train_seconds")
     row["Comparisons"] = ", ".join(run.comparisons)
     return row
 
 
-def headline(seeds: Sequence[RunRecord], key: str) -> tuple[float, float | None, Interval | None, str]:
-    """(mean, sd, 95% interval, how the interval was made) of a final metric over seeds."""
+Headline = tuple[float, float | None, Interval | None, str]  # mean, sd, interval, how
+
+
+def headlines(suite: Suite) -> dict[tuple[str, str], Headline]:
+    """headline() of every experiment and headline metric, computed once for the whole page."""
+    table: dict[tuple[str, str], Headline] = {}
+    for name, seeds in suite.seed_runs.items():
+        images = _image_intervals(seeds)
+        for key, _ in HEADLINE_METRICS:
+            table[(name, key)] = headline(seeds, key, images)
+    return table
+
+
+def headline(
+    seeds: Sequence[RunRecord], key: str, images: tuple[Interval, Interval] | None = None
+) -> Headline:
+    """(mean, sd, 95% interval, how the interval was made) of a final metric over seeds.
+
+    `images`: the single run's (accuracy, balanced accuracy) bootstrap intervals, if computed.
+    """
     values = [v for v in (run.metric(key) for run in seeds) if v is not None]
     if not values:
         return math.nan, None, None, "missing"
     summary = mean_interval(values)
     if summary.interval is not None:
         return summary.mean, summary.sd, summary.interval, f"t over {summary.n} seeds"
-    predictions = seeds[0].artifacts.predictions if seeds[0].artifacts else None
-    if key in BOOTSTRAPPED and predictions is not None and predictions.y_true.size:
-        interval = bootstrap_scores(predictions.y_true, predictions.correct)[BOOTSTRAPPED[key]]
-        return summary.mean, None, interval, "img"
+    if key in BOOTSTRAPPED:
+        images = images if images is not None else _image_intervals(seeds)
+        if images is not None:
+            return summary.mean, None, images[BOOTSTRAPPED[key]], "img"
     return summary.mean, None, None, "one seed"
 
 
-def _headline_cell(seeds: Sequence[RunRecord], key: str) -> str | None:
-    mean, sd, interval, how = headline(seeds, key)
+def _image_intervals(seeds: Sequence[RunRecord]) -> tuple[Interval, Interval] | None:
+    """For a single run: bootstrap intervals of accuracy and balanced accuracy over images."""
+    if len(seeds) != 1:
+        return None
+    predictions = seeds[0].artifacts.predictions if seeds[0].artifacts else None
+    if predictions is None or not predictions.y_true.size:
+        return None
+    return bootstrap_scores(predictions.y_true, predictions.correct)
+
+
+def _headline_cell(value: Headline) -> str | None:
+    mean, sd, interval, how = value
     if math.isnan(mean):
         return None
     text = f"{100 * mean:.1f}"
@@ -334,12 +365,17 @@ def _forest_plot(results: Sequence[ComparisonResult]) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def paper_section(suite: Suite) -> _Section:
+def paper_section(suite: Suite, table: Mapping[tuple[str, str], Headline] | None = None) -> _Section:
     """Per paper iteration: the study's accuracy, ours with its interval, the gap, both rankings."""
     rows = [run for run in suite.runs if run.paper_iteration is not None]
     if not rows:
         return _Section("paper", _missing_html("No run reproduces one of the paper's iterations."))
-    ours = {run.experiment: headline(suite.seed_runs.get(run.experiment) or (run,), "final_val_accuracy") for run in rows}
+    table = headlines(suite) if table is None else table
+    ours = {
+        run.experiment: table.get((run.experiment, "final_val_accuracy"))
+        or headline(suite.seed_runs.get(run.experiment) or (run,), "final_val_accuracy")
+        for run in rows
+    }
     ranked = [run for run in rows if run.paper_val_accuracy is not None and not math.isnan(ours[run.experiment][0])]
     paper_rank = _ranks({run.experiment: run.paper_val_accuracy for run in ranked})
     our_rank = _ranks({run.experiment: ours[run.experiment][0] for run in ranked})
@@ -350,8 +386,8 @@ def paper_section(suite: Suite) -> _Section:
             "Paper val. accuracy": _pct(run.paper_val_accuracy),
             "Ours: mean [95% CI]": _ours_cell(ours[run.experiment]),
             "Gap (ours − paper), pp": _gap(ours[run.experiment][0], run.paper_val_accuracy),
-            "Paper rank": paper_rank.get(run.experiment),
-            "Our rank": our_rank.get(run.experiment),
+            "Paper rank": _rank_text(paper_rank.get(run.experiment)),
+            "Our rank": _rank_text(our_rank.get(run.experiment)),
         }
         for run in rows
     ]
@@ -381,6 +417,10 @@ def _ranks(values: Mapping[str, float]) -> dict[str, int]:
     """1 = highest; equal values share the better rank."""
     ordered = sorted(values.values(), reverse=True)
     return {name: ordered.index(value) + 1 for name, value in values.items()}
+
+
+def _rank_text(rank: int | None) -> str | None:
+    return None if rank is None else str(rank)
 
 
 def _ordering(ranks: Mapping[str, int]) -> str:
@@ -724,8 +764,8 @@ total validation images. Several seeds: Student-t interval over the seeds' recal
 <li><strong>Differences between two experiments.</strong> Both are scored on the same
 validation images. Each image's score is the share of an experiment's seeds that classified it
 correctly; the interval is a paired percentile bootstrap ({BOOTSTRAP_RESAMPLES:,} resamples) that
-draws images with replacement within each true class (so every resample keeps the split's class
-counts) and recomputes A − B in accuracy and in balanced accuracy on the same draw for both.</li>
+draws images with replacement, ignoring their classes as McNemar's test does, and recomputes
+A − B in accuracy and in balanced accuracy on the same draw for both.</li>
 <li><strong>McNemar's exact test.</strong> On one run of A and one of B with the same seed
 (pairs by seed order when none match): b = images only A got right, c = images only B got right;
 p is the two-sided binomial test of b out of b + c at ½. With several seeds the page lists each
@@ -738,11 +778,13 @@ McNemar's p is reported beside it as a second, independent check.</li>
 
 
 def _pp(value: float) -> str:
-    return f"{100 * value:+.1f}"
+    """Percentage points with a sign; a value that rounds to zero is "+0.0", never "-0.0"."""
+    text = f"{100 * value:+.1f}"
+    return "+0.0" if text == "-0.0" else text
 
 
 def _bracket(interval: Interval) -> str:
-    return f"[{100 * interval.low:+.1f}, {100 * interval.high:+.1f}]"
+    return f"[{_pp(interval.low)}, {_pp(interval.high)}]"
 
 
 def _p(value: float | None) -> str:
