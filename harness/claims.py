@@ -4,7 +4,9 @@ A comparison names two experiments of experiments.yaml (A, the one the claim is 
 baseline), the metric the claim is about and what the study says: A is `better`, or A is
 `no_better`. `compare` turns both experiments' runs (one per seed) into a paired bootstrap
 interval over the same validation images and McNemar's exact test; `verdict` applies the rule
-that the report states on the page (RULES).
+that the report states on the page (RULES): the interval decides the direction, and McNemar's
+test must confirm it. The two can disagree: balanced accuracy averages per class, so its
+interval leaves out how the validation images fall into classes, which McNemar's counts do not.
 """
 
 from __future__ import annotations
@@ -31,14 +33,15 @@ METRIC_NAMES: dict[str, str] = {
 
 RULES: dict[str, str] = {
     "better": (
-        "“A beats B” is reproduced when the whole 95% interval of A − B lies above zero, "
-        "not reproduced when it lies below zero (B is better), and inconclusive when it "
-        "contains zero."
+        "“A beats B” is reproduced when the whole 95% interval of A − B lies above zero and "
+        "McNemar's test agrees (p < 0.05, with more images only A gets right); not reproduced "
+        "when the interval lies below zero and McNemar's test agrees the other way; "
+        "inconclusive otherwise."
     ),
     "no_better": (
         "“A is no better than B” is not reproduced when the whole 95% interval of A − B lies "
-        "above zero (A is shown to be better), and reproduced otherwise; the interval's upper "
-        "end says how much better A could still be."
+        "above zero and McNemar's test agrees (p < 0.05, more images only A gets right), and "
+        "reproduced otherwise; the interval's upper end says how much better A could still be."
     ),
 }
 
@@ -127,19 +130,32 @@ def compare(
         mcnemar_exact(_predictions(a).correct, _predictions(b).correct)
         for a, b in _seed_pairs(runs_a, runs_b)
     )
-    return ComparisonResult(comparison, verdict(comparison, difference), difference, tests)
+    return ComparisonResult(comparison, verdict(comparison, difference, tests), difference, tests)
 
 
-def verdict(comparison: Comparison, difference: PairedDifference) -> Verdict:
-    """Apply RULES[comparison.expect] to the interval of A − B on the claim's metric."""
+def verdict(
+    comparison: Comparison, difference: PairedDifference, tests: Sequence[McNemar] = ()
+) -> Verdict:
+    """Apply RULES[comparison.expect]: the interval of A − B on the claim's metric, confirmed by
+    McNemar's test (every seed pair significant in the same direction; no tests, no confirmation).
+    """
     interval = getattr(difference, comparison.metric)
+    a_better = interval.low > 0 and _confirmed(tests, a_better=True)
+    b_better = interval.high < 0 and _confirmed(tests, a_better=False)
     if comparison.expect == "no_better":
-        return "not reproduced" if interval.low > 0 else "reproduced"
-    if interval.low > 0:
+        return "not reproduced" if a_better else "reproduced"
+    if a_better:
         return "reproduced"
-    if interval.high < 0:
+    if b_better:
         return "not reproduced"
     return "inconclusive"
+
+
+def _confirmed(tests: Sequence[McNemar], *, a_better: bool) -> bool:
+    return bool(tests) and all(
+        test.p_value < SIGNIFICANCE and (test.b > test.c if a_better else test.c > test.b)
+        for test in tests
+    )
 
 
 def _missing(comparison: Comparison, seed_runs: Mapping[str, Sequence[RunRecord]]) -> str | None:

@@ -770,9 +770,11 @@ A − B in accuracy and in balanced accuracy on the same draw for both.</li>
 (pairs by seed order when none match): b = images only A got right, c = images only B got right;
 p is the two-sided binomial test of b out of b + c at ½. With several seeds the page lists each
 pair and quotes the largest p, the most conservative.</li>
-<li><strong>Verdicts</strong> are read from the interval of the claim's metric (accuracy, or
-balanced accuracy for the sampling claim): {_esc(RULES['better'])} {_esc(RULES['no_better'])}
-McNemar's p is reported beside it as a second, independent check.</li>
+<li><strong>Verdicts</strong> read the interval of the claim's metric (accuracy, or balanced
+accuracy for the sampling claim) and require McNemar's test to confirm it:
+{_esc(RULES['better'])} {_esc(RULES['no_better'])} The two can disagree: balanced accuracy
+averages per class, so its interval leaves out how the images fall into classes, while McNemar's
+test counts plain right and wrong answers.</li>
 </ul>"""
     return _Section("methods", body)
 

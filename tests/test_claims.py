@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from harness.claims import STUDY_COMPARISONS, Comparison, compare, verdict
-from harness.stats import Interval, PairedDifference
+from harness.stats import Interval, McNemar, PairedDifference
 from harness.tracking.read import Predictions, RunArtifacts, RunRecord
 
 BETTER = Comparison("x", "A vs B", "a", "b", "A beats B", "accuracy", "better")
@@ -18,24 +18,35 @@ def _difference(low: float, high: float) -> PairedDifference:
     return PairedDifference(100, (1, 1), interval, Interval(0.0, -1.0, 1.0))
 
 
+A_SIGNIFICANT = (McNemar(30, 10, 0.002),)
+B_SIGNIFICANT = (McNemar(10, 30, 0.002),)
+NOT_SIGNIFICANT = (McNemar(22, 18, 0.64),)
+
+
 @pytest.mark.parametrize(
-    ("low", "high", "better", "no_better"),
+    ("low", "high", "tests", "better", "no_better"),
     [
-        (0.01, 0.05, "reproduced", "not reproduced"),
-        (-0.02, 0.05, "inconclusive", "reproduced"),
-        (-0.05, -0.01, "not reproduced", "reproduced"),
+        (0.01, 0.05, A_SIGNIFICANT, "reproduced", "not reproduced"),
+        (0.01, 0.05, NOT_SIGNIFICANT, "inconclusive", "reproduced"),  # McNemar does not confirm
+        (0.01, 0.05, (), "inconclusive", "reproduced"),  # no paired test: no confirmation
+        (0.01, 0.05, (*A_SIGNIFICANT, *NOT_SIGNIFICANT), "inconclusive", "reproduced"),
+        (-0.02, 0.05, A_SIGNIFICANT, "inconclusive", "reproduced"),
+        (-0.05, -0.01, B_SIGNIFICANT, "not reproduced", "reproduced"),
+        (-0.05, -0.01, NOT_SIGNIFICANT, "inconclusive", "reproduced"),
     ],
 )
-def test_verdict_rules(low: float, high: float, better: str, no_better: str) -> None:
-    assert verdict(BETTER, _difference(low, high)) == better
-    assert verdict(NO_BETTER, _difference(low, high)) == no_better
+def test_verdict_rules(
+    low: float, high: float, tests: tuple[McNemar, ...], better: str, no_better: str
+) -> None:
+    assert verdict(BETTER, _difference(low, high), tests) == better
+    assert verdict(NO_BETTER, _difference(low, high), tests) == no_better
 
 
 def test_balanced_sampling_is_judged_on_balanced_accuracy() -> None:
     (sampling,) = [c for c in STUDY_COMPARISONS if c.key == "balanced-vs-imbalanced"]
     assert sampling.metric == "balanced_accuracy"
     difference = PairedDifference(100, (1, 1), Interval(-0.1, -0.2, -0.05), Interval(0.1, 0.05, 0.2))
-    assert verdict(sampling, difference) == "reproduced"
+    assert verdict(sampling, difference, A_SIGNIFICANT) == "reproduced"
     assert [c.key for c in STUDY_COMPARISONS if c.is_claim] == [
         "residual-vs-plain", "balanced-vs-imbalanced", "resnext-vs-plain",
     ]  # fmt: skip
