@@ -283,6 +283,8 @@ def claim_sentence(result: ComparisonResult) -> str:
         f"{_bracket(interval)} (95% paired bootstrap over {difference.n_images:,} validation "
         f"images, {seeds}), McNemar {_p(p)}: {result.verdict}."
     )
+    if result.verdict == "inconclusive" and interval.excludes_zero():
+        sentence += " The interval excludes zero, but McNemar's test does not confirm it."
     if comparison.expect == "no_better" and result.verdict == "reproduced":
         sentence += (
             f" {comparison.a} is not shown to be better; the interval allows at most "
