@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(run)
     run.add_argument("--data", metavar="[KIND:]PATH", help="train on another dataset, e.g. affectnet:/data/AffectNet (a bare PATH means affectnet)")
     run.add_argument("--epochs", type=int, help="override train.epochs")
-    run.add_argument("--seed", type=int, help="override train.seed")
+    run.add_argument("--seed", type=int, help="override train.seed (the first seed)")
+    run.add_argument("--seeds", type=int, metavar="K", help="train each experiment K times, seeds S..S+K-1 (override train.seeds)")
     run.add_argument("--force", action="store_true", help="retrain even if an identical run FINISHED")
     run.add_argument("--cache-dir", type=Path, help="preprocessing cache (default: .cache/harness beside the suite file)")
     run.set_defaults(func=cmd_run)
@@ -121,7 +122,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     overrides: dict[str, dict[str, Any]] = {}
     if args.data:
         overrides["data"] = _data_override(args.data)
-    train = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed)) if v is not None}
+    if args.seeds is not None and args.seeds < 1:
+        raise HarnessError("--seeds must be at least 1")
+    flags = (("epochs", args.epochs), ("seed", args.seed), ("seeds", args.seeds))
+    train = {k: v for k, v in flags if v is not None}
     if train:
         overrides["train"] = train
     suite = _load(args, overrides)

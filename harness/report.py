@@ -13,7 +13,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,13 +27,18 @@ if TYPE_CHECKING:
 
 # (anchor, heading) of every section, in page order; the table of contents is built from this.
 SECTIONS: tuple[tuple[str, str], ...] = (
-    ("summary", "Summary: paper vs reproduction"),
+    ("summary", "Summary: headline metrics over seeds"),
+    ("claims", "The study's claims, tested"),
+    ("paper", "Paper vs reproduced"),
     ("learning-curves", "Learning curves (paper Figures 1–2)"),
+    ("overfitting", "Overfitting: the train–validation gap"),
     ("imbalance", "Imbalanced vs balanced sampling"),
     ("architecture", "Plain vs residual vs ResNeXt"),
     ("confusion", "Confusion matrices"),
+    ("sweeps", "Hyper-parameter sweeps"),
     ("examples", "Preprocessed examples (paper Figure 4)"),
     ("data-quality", "Data quality and duplicates"),
+    ("methods", "Methods: intervals and tests"),
     ("provenance", "Where the numbers come from"),
 )
 
@@ -46,6 +51,8 @@ NATURAL_SAMPLERS = frozenset({"natural", "none", "shuffle", "random", "default"}
 IDENTITY_PARAM_ROOTS = frozenset(
     {"name", "description", "comparisons", "paper", "paper_iteration", "paper_val_accuracy", "tags"}
 )
+# Parameters that differ between repeated seeds of one experiment: never a reason not to pair.
+SEED_PARAMS = frozenset({"train.seed", "train.seeds"})
 AGGREGATE_REPORT_KEYS = frozenset(
     {"accuracy", "macro avg", "weighted avg", "micro avg", "samples avg"}
 )
@@ -95,15 +102,31 @@ def build_report(tracking_uri: str, experiment_name: str, out_path: Path) -> Rep
 
 
 def _sections(suite: Suite, generated: datetime) -> list[_Section]:
+    from harness.report_stats import (
+        claims_section,
+        headlines,
+        methods_section,
+        overfitting_section,
+        paper_section,
+        summary_section,
+        sweeps_section,
+    )
+
     runs = suite.runs
+    table = headlines(suite)  # shared by the summary and the paper table
     return [
-        _summary_section(runs),
+        summary_section(suite, table),
+        claims_section(suite),
+        paper_section(suite, table),
         _learning_curves_section(runs),
-        _imbalance_section(runs),
+        overfitting_section(suite),
+        _imbalance_section(runs, suite.seed_runs),
         _architecture_section(runs),
         _confusion_section(runs),
+        sweeps_section(suite),
         _examples_section(runs),
         _data_quality_section(runs),
+        methods_section(),
         _provenance_section(suite, generated),
     ]
 
@@ -180,29 +203,8 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# (a) Summary table
+# (a) Summary: headline metrics live in report_stats.py; chance levels and tables here
 # ---------------------------------------------------------------------------------------------
-
-
-def _summary_section(runs: Sequence[RunRecord]) -> _Section:
-    if not runs:
-        return _Section("summary", _missing_html("No finished training runs to summarise."))
-    rows = [_summary_row(run) for run in runs]
-    formatters = {
-        "Paper val. accuracy": _percent,
-        "Reproduced val. accuracy": _percent,
-        "Δ vs paper": _points,
-        "Balanced accuracy": _percent,
-        "Macro-F1": _percent,
-        "Parameters": _count,
-        "Training time": _duration,
-    }
-    note = (
-        "<p>Reproduced numbers are the final-epoch metrics of each experiment's most recent finished "
-        "run, on the split named in the footer; paper numbers come from the tag "
-        "<code>harness.paper_val_accuracy</code> (blank where the paper gives none).</p>"
-    )
-    return _Section("summary", note + _chance_html(runs) + _table_html(rows, formatters))
 
 
 def _chance_html(runs: Sequence[RunRecord]) -> str:
@@ -220,23 +222,6 @@ def _chance_html(runs: Sequence[RunRecord]) -> str:
         f"({k} classes); always answering the largest class scores {_percent(majority)} accuracy "
         f"and {_percent(1 / k)} balanced accuracy.</p>"
     )
-
-
-def _summary_row(run: RunRecord) -> dict[str, Any]:
-    reproduced = run.metric("final_val_accuracy")
-    paper = run.paper_val_accuracy
-    return {
-        "Experiment": run.experiment,
-        "Paper iteration": run.paper_iteration,
-        "Paper val. accuracy": paper,
-        "Reproduced val. accuracy": reproduced,
-        "Δ vs paper": _difference(reproduced, paper),
-        "Balanced accuracy": run.metric("final_val_balanced_accuracy"),
-        "Macro-F1": run.metric("final_val_macro_f1"),
-        "Parameters": run.metric("n_parameters"),
-        "Training time": run.metric("train_seconds"),
-        "Comparisons": ", ".join(run.comparisons),
-    }
 
 
 def _table_html(rows: list[dict[str, Any]], formatters: dict[str, Callable[[Any], str]]) -> str:
@@ -344,7 +329,9 @@ def _train_val_traces(run: RunRecord, *, show_legend: bool) -> list[go.Scatter]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _imbalance_section(runs: Sequence[RunRecord]) -> _Section:
+def _imbalance_section(
+    runs: Sequence[RunRecord], seed_runs: Mapping[str, Sequence[RunRecord]] | None = None
+) -> _Section:
     groups = sampler_groups(runs)
     if not groups:
         message = (
@@ -355,12 +342,13 @@ def _imbalance_section(runs: Sequence[RunRecord]) -> _Section:
         return _Section("imbalance", _missing_html(message), (message,) if runs else ())
     parts = [
         "<p>Each block compares runs whose parameters are identical except for "
-        "<code>sampler.*</code>: per-class recall on the validation split, and how many "
+        "<code>sampler.*</code>: per-class recall on the validation split (error bars: 95% "
+        "intervals — Wilson's for one seed, Student-t over seeds for several), and how many "
         "training images of each class exist versus how many the sampler draws per epoch.</p>"
     ]
     warnings: list[str] = []
     for group in groups:
-        html_part, group_warnings = _sampler_group_html(group)
+        html_part, group_warnings = _sampler_group_html(group, seed_runs or {})
         parts.append(html_part)
         warnings.extend(group_warnings)
     grouped = {run.run_id for group in groups for run in group}
@@ -400,7 +388,11 @@ def _sampler_params(run: RunRecord) -> tuple[tuple[str, str], ...]:
 def _non_sampler_params(run: RunRecord) -> tuple[tuple[str, str], ...]:
     ignored = IDENTITY_PARAM_ROOTS | {"sampler"}
     return tuple(
-        sorted((key, value) for key, value in run.params.items() if _param_root(key) not in ignored)
+        sorted(
+            (key, value)
+            for key, value in run.params.items()
+            if _param_root(key) not in ignored and key not in SEED_PARAMS
+        )
     )
 
 
@@ -416,9 +408,13 @@ def _baseline_first(run: RunRecord) -> tuple[int, tuple[float, str, str]]:
     return (0 if _sampler_name(run) in NATURAL_SAMPLERS else 1, run_sort_key(run))
 
 
-def _sampler_group_html(group: list[RunRecord]) -> tuple[str, list[str]]:
+def _sampler_group_html(
+    group: list[RunRecord], seed_runs: Mapping[str, Sequence[RunRecord]]
+) -> tuple[str, list[str]]:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
+
+    from harness.report_stats import recall_intervals
 
     names = " vs ".join(run.experiment for run in group)
     split = group[0].tags.get("harness.eval_split", "evaluation")
@@ -442,12 +438,17 @@ def _sampler_group_html(group: list[RunRecord]) -> tuple[str, list[str]]:
             )
             continue
         labels, values = recall
+        bounds = None
+        estimate = recall_intervals(seed_runs.get(run.experiment) or (run,))
+        if estimate is not None and estimate[0] == labels:
+            _, values, bounds = estimate  # the mean over seeds, with its interval
         fig.add_trace(
             go.Bar(
                 x=[_esc(label) for label in labels],
                 y=_rounded(values),
                 name=f"recall: {_esc(run.experiment)} ({_esc(_sampler_name(run))})",
                 marker_color=colours[run.run_id],
+                error_y=_error_bars(values, bounds),
                 hovertemplate="%{x}: recall %{y:.1%}<extra>" + _esc(run.experiment) + "</extra>",
             ),
             row=1,
@@ -505,6 +506,22 @@ def _class_count_traces(group: list[RunRecord], colours: dict[str, str]) -> list
                 )
             )
     return traces
+
+
+def _error_bars(
+    values: Sequence[float], bounds: Sequence[tuple[float, float]] | None
+) -> dict[str, Any] | None:
+    """Asymmetric plotly error bars from (low, high) bounds around `values`."""
+    if bounds is None or len(bounds) != len(values):
+        return None
+    return {
+        "type": "data",
+        "symmetric": False,
+        "array": _rounded(max(0.0, high - value) for value, (_, high) in zip(values, bounds, strict=True)),
+        "arrayminus": _rounded(max(0.0, value - low) for value, (low, _) in zip(values, bounds, strict=True)),
+        "thickness": 1.2,
+        "width": 3,
+    }
 
 
 def _pair_row(run: RunRecord, baseline: RunRecord) -> dict[str, Any]:
@@ -824,6 +841,7 @@ def _data_quality_section(runs: Sequence[RunRecord]) -> _Section:
 
 def _provenance_section(suite: Suite, generated: datetime) -> _Section:
     runs = suite.runs
+    all_runs = [run for group in suite.seed_runs.values() for run in group] or list(runs)
     status = (
         ", ".join(f"{name}: {count}" for name, count in sorted(suite.status_counts.items()))
         or "no runs"
@@ -838,15 +856,18 @@ def _provenance_section(suite: Suite, generated: datetime) -> _Section:
         ("Runs by status", f"{status} ({total} in the experiment)"),
         (
             "Runs shown",
-            f"{len(runs)}: the most recent FINISHED run with harness.kind=train per experiment name; "
-            f"{suite.n_superseded} older finished run(s) superseded",
+            f"{len(all_runs)} run(s) of {len(runs)} experiment(s): the most recent FINISHED run "
+            "with harness.kind=train per experiment name and seed (tag harness.seed); "
+            f"{suite.n_superseded} older finished run(s) superseded; runs of kind eval, sweep "
+            "and trial are not experiment runs",
         ),
         ("Generated", f"{_timestamp(generated)} by fer-harness {__version__}"),
     ]
     items = "".join(f"<dt>{_esc(key)}</dt><dd>{_esc(value)}</dd>" for key, value in facts)
     body = f'<dl class="facts">{items}</dl>'
     if runs:
-        body += "<h3>Runs used</h3>" + _table_html([_provenance_row(run) for run in runs], {})
+        ordered = sorted(all_runs, key=lambda run: (run_sort_key(run), run.seed or 0))
+        body += "<h3>Runs used</h3>" + _table_html([_provenance_row(run) for run in ordered], {})
     return _Section("provenance", body)
 
 
@@ -999,4 +1020,11 @@ dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1r
 dl.facts dt { font-weight: 600; }
 dl.facts dd { margin: 0; word-break: break-all; }
 footer { margin-top: 2rem; font-size: .92rem; }
+.source { color: #444; font-size: .9rem; }
+ul.claims { padding-left: 1.2rem; }
+ul.claims li { margin: .5rem 0; padding: .4rem .7rem; border-left: 4px solid #999; list-style: none; }
+ul.claims li.ok { border-color: #2ca02c; background: #f0f8f0; }
+ul.claims li.bad { border-color: #d62728; background: #fbefef; }
+ul.claims li.unclear { border-color: #e0a100; background: #fff6e0; }
+@media (max-width: 1100px) { .grid { grid-template-columns: 1fr; } }
 """

@@ -94,8 +94,11 @@ def run_suite(suite: Suite, specs: Sequence[ExperimentSpec], ctx: RunContext) ->
         ctx.echo(f"marked {len(reaped)} run(s) of dead processes FAILED: {', '.join(reaped)}")
     datasets: dict[str, Dataset] = {}
     outcomes = []
-    for i, spec in enumerate(specs, start=1):
-        ctx.echo(f"[{i}/{len(specs)}] {spec.name}: {spec.description}")
+    # Repeated seeds become separate runs; their run keys differ because train.seed does.
+    seeded = [one for spec in specs for one in spec.seed_specs()]
+    for i, spec in enumerate(seeded, start=1):
+        repeat = f" (seed {spec.train.seed})" if spec.train.seeds > 1 else ""
+        ctx.echo(f"[{i}/{len(seeded)}] {spec.name}{repeat}: {spec.description}")
         key = spec.data.model_dump_json()
         if key not in datasets:
             datasets[key] = load_data(spec, ctx)

@@ -36,6 +36,8 @@ from harness.registry import did_you_mean
 SECTIONS = ("data", "sampler", "model", "train")
 EXPERIMENT_META = ("description", "paper_val_accuracy", "iteration", "tags", "extends")
 TOP_LEVEL = ("suite", "defaults", "profiles", "experiments", "studies")
+# Spec fields that say how many runs to make rather than what one run trains.
+NOT_TRAINED: dict[str, set[str]] = {"train": {"seeds"}}
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
@@ -123,6 +125,9 @@ class TrainSpec(_Strict):
     channels_last: bool | Literal["auto"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
+    # Repeated seeds: `harness run` trains seed, seed+1, ..., seed+seeds-1, one tracked run each.
+    # Not part of what one run trains, so it stays out of the spec hash (see training_dict).
+    seeds: int = Field(1, ge=1, le=100)
 
     @field_validator("optimizer")
     @classmethod
@@ -147,8 +152,19 @@ class ExperimentSpec(_Strict):
     train: TrainSpec = TrainSpec()
 
     def training_dict(self) -> dict[str, Any]:
-        """The settings that change what is trained (not descriptions or tags)."""
-        return {s: getattr(self, s).model_dump(mode="json") for s in SECTIONS}
+        """The settings that change what is trained (not descriptions, tags or the seed count)."""
+        return {
+            s: getattr(self, s).model_dump(mode="json", exclude=NOT_TRAINED.get(s, set()))
+            for s in SECTIONS
+        }
+
+    def seed_specs(self) -> list[ExperimentSpec]:
+        """One spec per repeated seed: train.seed, train.seed + 1, ... (`train.seeds` of them)."""
+        first = self.train.seed
+        return [
+            self.model_copy(update={"train": self.train.model_copy(update={"seed": first + i})})
+            for i in range(self.train.seeds)
+        ]
 
     def spec_hash(self) -> str:
         """A short stable digest of the training settings: equal hashes train the same thing."""

@@ -65,10 +65,14 @@ def log_fake_run(
     start_time_ms: int | None = None,
     omit_artifacts: Collection[str] = (),
     with_weights: bool = False,
+    train_seed: int = 0,
+    quality: float | None = None,
 ) -> str:
     """Log one fake training run (tags, params, metrics, artifacts) and return its run id.
 
-    `seed` seeds the fake numbers only (train.seed stays 0 so sampler pairs match);
+    `seed` seeds the fake numbers only; `train_seed` is the training seed the run claims
+    (tag harness.seed, param train.seed), so repeated seeds of one experiment can be faked;
+    `quality` fixes the model's typical recall (random in [0.35, 0.6] by default);
     `omit_artifacts` names artifact paths to leave out; `with_weights` adds model/weights.pt,
     which needs torch and is off by default to keep tests fast.
     """
@@ -80,17 +84,17 @@ def log_fake_run(
     rng = np.random.default_rng(seed)
     labels = _labels(n_classes)
     counts = _class_counts(labels, sampler)
-    y_true, y_pred = _fake_predictions(rng, counts, sampler)
+    y_true, y_pred = _fake_predictions(rng, counts, sampler, quality)
     evaluation = _evaluation(labels, y_true, y_pred)
 
-    params = _params(name, model, sampler, epochs, n_classes, counts)
+    params = _params(name, model, sampler, epochs, n_classes, counts, train_seed)
     start = start_time_ms if start_time_ms is not None else int(time.time() * 1000)
     train_seconds = float(epochs * rng.uniform(20.0, 60.0))
     run = client.create_run(
         experiment_id,
         start_time=start,
         run_name=name,
-        tags=_tags(name, params, comparisons, paper_acc, paper_iteration, seed),
+        tags=_tags(name, params, comparisons, paper_acc, paper_iteration, train_seed),
     )
     run_id = run.info.run_id
 
@@ -164,13 +168,13 @@ def _class_counts(labels: list[str], sampler: str) -> dict[str, list[int]]:
 
 
 def _fake_predictions(
-    rng: np.random.Generator, counts: dict[str, list[int]], sampler: str
+    rng: np.random.Generator, counts: dict[str, list[int]], sampler: str, quality: float | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Validation labels and predictions whose errors lean toward the classes seen most."""
     sampled = np.asarray(counts["sampled_per_epoch"], dtype=float)
     share = sampled / sampled.sum()
     n = len(share)
-    quality = rng.uniform(0.35, 0.6)
+    quality = rng.uniform(0.35, 0.6) if quality is None else quality
     if sampler == "natural":
         recall = quality * (0.4 + 1.2 * (share / share.max()) ** 0.4)
     else:
@@ -259,7 +263,13 @@ def _epoch_curves(
 
 
 def _params(
-    name: str, model: str, sampler: str, epochs: int, n_classes: int, counts: dict[str, list[int]]
+    name: str,
+    model: str,
+    sampler: str,
+    epochs: int,
+    n_classes: int,
+    counts: dict[str, list[int]],
+    train_seed: int = 0,
 ) -> dict[str, str]:
     params = {
         "name": name,
@@ -275,7 +285,7 @@ def _params(
         "train.epochs": str(epochs),
         "train.batch_size": "64",
         "train.lr": "0.001",
-        "train.seed": "0",
+        "train.seed": str(train_seed),
     }
     params.update({f"model.{key}": value for key, value in MODEL_PARAMS.get(model, {}).items()})
     return params
@@ -377,3 +387,119 @@ def _unflatten(params: dict[str, str]) -> dict[str, Any]:
             node = node.setdefault(parent, {})
         node[leaf] = value
     return nested
+
+
+def log_fake_sweep(
+    tracking_uri: str,
+    experiment_name: str,
+    study: str,
+    *,
+    base_experiment: str = "cnn_residual_balanced",
+    objective: str = "val_balanced_accuracy",
+    direction: str = "maximize",
+    n_complete: int = 6,
+    n_pruned: int = 3,
+    n_failed: int = 1,
+    status: str = "FINISHED",
+    seed: int = 0,
+    start_time_ms: int | None = None,
+    importances: bool = True,
+    with_children: bool = True,
+) -> str:
+    """Log one fake `harness sweep` parent run in docs/DESIGN.md's "Sweeps" layout; its id.
+
+    Children (harness.kind=trial) are logged for the completed and pruned trials; they carry
+    train-like metrics so a report that mistook them for experiment runs would show them.
+    """
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment_id = ensure_experiment(client, tracking_uri, experiment_name)
+    rng = np.random.default_rng(seed)
+    start = start_time_ms if start_time_ms is not None else int(time.time() * 1000)
+    parent = client.create_run(
+        experiment_id,
+        start_time=start,
+        run_name=f"sweep-{study}",
+        tags={
+            "harness.kind": "sweep",
+            "harness.study": study,
+            "harness.experiment": base_experiment,
+            "harness.objective": objective,
+            "harness.direction": direction,
+        },
+    )
+    parent_id = parent.info.run_id
+    states = ["COMPLETE"] * n_complete + ["PRUNED"] * n_pruned + ["FAIL"] * n_failed
+    states = [states[i] for i in rng.permutation(len(states))]
+    trials = []
+    for number, state in enumerate(states):
+        params = {"lr": float(10 ** rng.uniform(-4, -2)), "batch_size": int(rng.choice([32, 64, 128]))}
+        curve = {str(epoch): float(0.1 + 0.05 * epoch * rng.uniform(0.5, 1.5)) for epoch in range(1, 4)}
+        if state == "PRUNED":
+            curve = {key: value for key, value in curve.items() if int(key) == 1}
+        value = curve["3"] if state == "COMPLETE" else None
+        child_id = None
+        if with_children and state != "FAIL":
+            child = client.create_run(
+                experiment_id,
+                start_time=start + 1 + number,
+                run_name=f"{study}-trial-{number}",
+                tags={
+                    "mlflow.parentRunId": parent_id,
+                    "harness.kind": "trial",
+                    "harness.study": study,
+                    "harness.trial_number": str(number),
+                    "harness.trial_state": state,
+                    "harness.experiment": base_experiment,
+                },
+            )
+            child_id = child.info.run_id
+            client.log_batch(
+                child_id,
+                metrics=[Metric("final_val_accuracy", 0.9, start, 0)],
+                synchronous=True,
+            )
+            client.set_terminated(child_id, status="FINISHED")
+        trials.append(
+            {
+                "number": number,
+                "state": state,
+                "value": value,
+                "params": params,
+                "intermediate": curve if state != "FAIL" else {},
+                "mlflow_run_id": child_id,
+                "duration_s": None if state == "FAIL" else float(rng.uniform(5, 50)),
+            }
+        )
+    complete = [trial for trial in trials if trial["state"] == "COMPLETE"]
+    best = max(complete, key=lambda trial: trial["value"]) if complete else None
+    metrics = [
+        Metric("n_trials_complete", float(n_complete), start, 0),
+        Metric("n_trials_pruned", float(n_pruned), start, 0),
+        Metric("n_trials_failed", float(n_failed), start, 0),
+    ]
+    params: list[Param] = []
+    if best is not None:
+        metrics.append(Metric("best_value", best["value"], start, 0))
+        params = [Param(f"best.{key}", str(value)) for key, value in best["params"].items()]
+    client.log_batch(parent_id, metrics=metrics, params=params, synchronous=True)
+    with tempfile.TemporaryDirectory(prefix="fake-sweep-") as tmp:
+        root = Path(tmp) / "optuna"
+        root.mkdir()
+        _write_json(root / "trials.json", trials)
+        _write_json(
+            root / "importances.json",
+            {"lr": 0.8, "batch_size": 0.2} if importances and len(complete) >= 2 else {},
+        )
+        if best is not None:
+            _write_json(
+                root / "best_trial.json",
+                {key: best[key] for key in ("number", "value", "params", "mlflow_run_id")},
+            )
+        (root / "history.html").write_text("<!DOCTYPE html><title>optuna history</title>\n")
+        client.log_artifacts(parent_id, str(root), "optuna")
+    if status != "RUNNING":
+        client.set_terminated(parent_id, status=status)
+    return parent_id

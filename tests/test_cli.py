@@ -181,3 +181,31 @@ def test_sigkilled_run_is_reaped_by_the_next_invocation(tiny_suite: Path) -> Non
     assert main(["run", "plain", "--config", str(tiny_suite), "--tracking-uri", uri]) == 0
     statuses = sorted((r.info.status, r.data.params["train.epochs"]) for r in _runs(uri))
     assert statuses == [("FAILED", "40"), ("FINISHED", "2")]
+
+
+@pytest.mark.slow
+def test_seeds_train_one_tracked_run_each_and_the_report_pools_them(
+    tiny_suite: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uri = _uri(tiny_suite.parent)
+    args = ["--config", str(tiny_suite), "--tracking-uri", uri, "--epochs", "1"]
+    assert main(["run", "plain", "residual", "--seeds", "2", *args]) == 0
+    runs = _runs(uri)
+    assert sorted((r.info.run_name, r.data.tags["harness.seed"]) for r in runs) == [
+        ("plain", "0"), ("plain", "1"), ("residual", "0"), ("residual", "1"),
+    ]  # fmt: skip
+    assert len({r.data.tags["harness.run_key"] for r in runs}) == 4
+    assert {r.data.params["train.seed"] for r in runs} == {"0", "1"}
+    plain = [r for r in runs if r.info.run_name == "plain"]
+    assert plain[0].data.metrics["final_val_accuracy"] != plain[1].data.metrics["final_val_accuracy"] or (
+        plain[0].data.metrics["final_train_accuracy"] != plain[1].data.metrics["final_train_accuracy"]
+    )
+    # Seed 0 without --seeds is the same run: skipped, not retrained.
+    capsys.readouterr()
+    assert main(["run", "plain", *args]) == 0
+    assert "skipped" in capsys.readouterr().out and len(_runs(uri)) == 4
+    assert main(["run", "--seeds", "0", *args]) == 2
+    assert main(["report", "--config", str(tiny_suite), "--tracking-uri", uri]) == 0
+    page = (tiny_suite.parent / "reports" / "index.html").read_text()
+    assert "2 (0, 1)" in page  # seeds column of the summary
+    assert "McNemar" in page

@@ -74,13 +74,20 @@ def _without_plotlyjs(page: str) -> str:
     return page.replace(bundle, "") if bundle in page else page
 
 
-def test_page_has_every_section_every_run_and_no_warnings(
+def test_page_has_every_section_every_run_and_only_the_untestable_claims_missing(
     report: tuple[str, ReportSummary],
 ) -> None:
     page, summary = report
     assert summary.out_path.is_file()
     assert summary.n_runs == 3
-    assert summary.warnings == []
+    # The store has no cnn_residual* runs: two of the study's claims cannot be tested, and the
+    # page says so; the ResNeXt-vs-plain claim can.
+    assert summary.warnings == [
+        "claim 'Residual vs plain CNN' not tested: no finished run of cnn_residual",
+        "claim 'Balanced vs imbalanced sampling (residual CNN)' not tested: "
+        "no finished run of cnn_residual_balanced or cnn_residual",
+    ]
+    assert "Not tested: no finished run of cnn_residual." in _section(page, "claims")
     for anchor, heading in SECTIONS:
         assert f'id="{anchor}"' in page
         assert f'href="#{anchor}"' in page, f"contents lacks a link to {heading}"

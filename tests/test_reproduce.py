@@ -37,3 +37,28 @@ def test_every_experiment_runs_and_reports(tmp_path: Path) -> None:
     assert "<script src" not in html
     for name in names:
         assert name in html
+    _assert_claims_are_ruled_on(html)
+
+
+def _assert_claims_are_ruled_on(html: str) -> None:
+    """Each of the study's three claims: a difference, its interval, McNemar's p, a verdict."""
+    import re
+
+    from harness.claims import STUDY_COMPARISONS
+
+    start = html.index('id="claims"')
+    claims = html[start : html.index("</section>", start)]
+    sentence = (
+        r"Here {a} − {b} = [+-]\d+\.\d points of {metric} \[[+-]\d+\.\d, [+-]\d+\.\d\] "
+        r"\(95% paired bootstrap over [\d,]+ validation images, 1 vs 1 seed\(s\)\), "
+        r"McNemar p (=|&lt;) [01]\.\d+: (reproduced|not reproduced|inconclusive)\."
+    )
+    study_claims = [c for c in STUDY_COMPARISONS if c.is_claim]
+    assert len(study_claims) == 3
+    for claim in study_claims:
+        metric = "accuracy" if claim.metric == "accuracy" else "balanced accuracy"
+        pattern = sentence.format(a=claim.a, b=claim.b, metric=metric)
+        assert re.search(pattern, claims), f"no ruling on: {claim.claim}"
+    assert "Not tested" not in claims
+    paper = html[html.index('id="paper"') :]
+    assert "Paper order: cnn_residual_balanced &gt; cnn_residual &gt;" in paper

@@ -189,3 +189,16 @@ def test_random_documents_give_a_suite_or_a_spec_error(tmp_path: Path, doc: obje
         assert str(path) in str(exc)
     else:
         assert suite.experiments
+
+
+def test_seeds_expand_into_runs_without_changing_the_first_runs_identity(tiny_suite: Path) -> None:
+    one = load_suite(tiny_suite).experiments["plain"]
+    three = load_suite(tiny_suite, overrides={"train": {"seeds": 3, "seed": 5}}).experiments["plain"]
+    assert [spec.train.seed for spec in one.seed_specs()] == [0]
+    assert [spec.train.seed for spec in three.seed_specs()] == [5, 6, 7]
+    hashes = {spec.spec_hash() for spec in three.seed_specs()}
+    assert len(hashes) == 3  # each seed is its own run key
+    # train.seeds is how many runs, not what one run trains: the seed-0 run keeps its hash.
+    with_seeds = load_suite(tiny_suite, overrides={"train": {"seeds": 4}}).experiments["plain"]
+    assert with_seeds.seed_specs()[0].spec_hash() == one.spec_hash()
+    assert "train.seeds" not in one.flat_params()

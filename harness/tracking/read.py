@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from harness.errors import TrackingError
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
     from mlflow import MlflowClient
     from mlflow.entities import Run
@@ -36,6 +37,7 @@ EPOCH_METRICS: tuple[str, ...] = (
 )
 
 TRAIN_KIND = "train"
+SWEEP_KIND = "sweep"
 RUN_STATUSES: tuple[str, ...] = ("FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED")
 
 # Artifact path -> keys its JSON must have; a file without them is reported as unreadable rather
@@ -48,6 +50,13 @@ JSON_ARTIFACTS: dict[str, tuple[str, ...]] = {
     "data/quality.json": (),
 }
 EXAMPLES_PNG = "data/examples.png"
+PREDICTIONS_CSV = "eval/predictions.csv"
+# A sweep's parent run (docs/DESIGN.md, "Sweeps"): JSON artifacts and the type each must have.
+SWEEP_ARTIFACTS: dict[str, type] = {
+    "optuna/trials.json": list,
+    "optuna/importances.json": dict,
+    "optuna/best_trial.json": dict,
+}
 
 
 @dataclass(frozen=True)
@@ -60,8 +69,23 @@ class RunArtifacts:
     examples_png: bytes | None = None
     examples: Mapping[str, Any] | None = None
     quality: Mapping[str, Any] | None = None  # skipped inputs by reason, duplicate counts
+    # Per validation image, in eval/predictions.csv order: true and predicted class indices.
+    predictions: Predictions | None = None
     # One line per absent or unreadable artifact, e.g. "eval/confusion_matrix.json: not logged".
     problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class Predictions:
+    """One run's per-image validation predictions (eval/predictions.csv), as index arrays."""
+
+    y_true: np.ndarray
+    y_pred: np.ndarray
+
+    @property
+    def correct(self) -> np.ndarray:
+        """Per image: whether the prediction was right."""
+        return self.y_true == self.y_pred
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,18 +122,48 @@ class RunRecord:
         """The final (latest) value of a metric, or None if it was never logged."""
         return self.metrics.get(key)
 
+    @property
+    def seed(self) -> int | None:
+        """The training seed (tag harness.seed), if it is a number."""
+        value = _as_float(self.tags.get("harness.seed"))
+        return int(value) if value is not None and value.is_integer() else None
+
+
+@dataclass(frozen=True)
+class SweepRecord:
+    """The latest parent run of one Optuna study (docs/DESIGN.md, "Sweeps")."""
+
+    run_id: str
+    study: str
+    experiment: str | None
+    objective: str | None
+    direction: str | None
+    status: str
+    start_time: datetime
+    metrics: Mapping[str, float]
+    params: Mapping[str, str]
+    trials: tuple[Mapping[str, Any], ...] = ()
+    importances: Mapping[str, float] | None = None
+    best_trial: Mapping[str, Any] | None = None
+    problems: tuple[str, ...] = ()
+
 
 @dataclass(frozen=True)
 class Suite:
-    """The runs a report covers: per experiment name, the most recent finished training run."""
+    """The runs a report covers: per experiment name and seed, the most recent finished run."""
 
     tracking_uri: str
     experiment_name: str
     experiment_id: str | None
+    # One run per experiment name (its lowest seed), ordered by paper iteration.
     runs: tuple[RunRecord, ...]
+    # Every seed's run per experiment name, ordered by seed; `runs` holds the first of each.
+    seed_runs: Mapping[str, tuple[RunRecord, ...]] = field(default_factory=dict)
+    # Per Optuna study, its latest sweep parent run.
+    sweeps: tuple[SweepRecord, ...] = ()
     # Every run in the experiment (any kind), counted by MLflow status, for the report's footer.
     status_counts: Mapping[str, int] = field(default_factory=dict)
-    # Finished training runs not shown because a newer run of the same name exists.
+    # Finished training runs not shown because a newer run of the same name and seed exists.
     n_superseded: int = 0
     # Human-readable lines saying what is missing (no experiment, no finished runs, ...).
     notes: tuple[str, ...] = ()
@@ -146,21 +200,23 @@ def load_suite(tracking_uri: str, experiment_name: str, *, artifacts: bool = Tru
             )
         all_runs = _all_runs(client, experiment.experiment_id)
         chosen, n_superseded = _latest_finished_train_runs(all_runs)
-        records = tuple(
-            sorted(
-                (_run_record(client, run, with_artifacts=artifacts) for run in chosen),
-                key=run_sort_key,
-            )
+        records = [_run_record(client, run, with_artifacts=artifacts) for run in chosen]
+        sweeps = tuple(
+            _sweep_record(client, run, with_artifacts=artifacts)
+            for run in latest_sweep_runs(all_runs)
         )
     except _store_errors() as exc:
         raise TrackingError(f"{tracking_uri}: {_first_line(exc)}") from exc
 
+    seed_runs = _by_experiment(records)
     notes = () if records else (f"no finished runs for experiment {experiment_name!r}",)
     return Suite(
         tracking_uri=tracking_uri,
         experiment_name=experiment_name,
         experiment_id=experiment.experiment_id,
-        runs=records,
+        runs=tuple(sorted((group[0] for group in seed_runs.values()), key=run_sort_key)),
+        seed_runs=seed_runs,
+        sweeps=sweeps,
         status_counts=dict(Counter(run.info.status for run in all_runs)),
         n_superseded=n_superseded,
         notes=notes,
@@ -219,18 +275,99 @@ def _all_runs(client: MlflowClient, experiment_id: str) -> list[Run]:
 
 
 def _latest_finished_train_runs(runs_newest_first: list[Run]) -> tuple[list[Run], int]:
-    """Keep the first (newest) FINISHED training run per experiment name; count the others."""
-    chosen: dict[str, Run] = {}
+    """Keep the newest FINISHED training run per (experiment name, seed); count the others."""
+    chosen: dict[tuple[str, str], Run] = {}
     superseded = 0
     for run in runs_newest_first:
         if run.info.status != "FINISHED" or run.data.tags.get("harness.kind") != TRAIN_KIND:
             continue
-        name = _experiment_name_of(run)
-        if name in chosen:
+        key = (_experiment_name_of(run), run.data.tags.get("harness.seed", ""))
+        if key in chosen:
             superseded += 1
         else:
-            chosen[name] = run
+            chosen[key] = run
     return list(chosen.values()), superseded
+
+
+def _by_experiment(records: list[RunRecord]) -> dict[str, tuple[RunRecord, ...]]:
+    """Runs grouped by experiment name, each group ordered by seed (unknown seeds last)."""
+    groups: dict[str, list[RunRecord]] = {}
+    for record in records:
+        groups.setdefault(record.experiment, []).append(record)
+    return {
+        name: tuple(sorted(group, key=_seed_order))
+        for name, group in groups.items()
+    }
+
+
+def _seed_order(run: RunRecord) -> tuple[int, int, str]:
+    seed = run.seed
+    return (0, seed, run.run_id) if seed is not None else (1, 0, run.run_id)
+
+
+def latest_sweep_runs(runs_newest_first: list[Run]) -> list[Run]:
+    """Per study, the newest FINISHED sweep parent run, else the newest of any status."""
+    finished: dict[str, Run] = {}
+    any_status: dict[str, Run] = {}
+    for run in runs_newest_first:
+        tags = run.data.tags
+        if tags.get("harness.kind") != SWEEP_KIND:
+            continue
+        study = tags.get("harness.study") or run.info.run_name or run.info.run_id
+        any_status.setdefault(study, run)
+        if run.info.status == "FINISHED":
+            finished.setdefault(study, run)
+    return [finished.get(study, run) for study, run in sorted(any_status.items())]
+
+
+def _sweep_record(client: MlflowClient, run: Run, *, with_artifacts: bool) -> SweepRecord:
+    tags = run.data.tags
+    loaded: dict[str, Any] = {}
+    problems: list[str] = []
+    if with_artifacts:
+        loaded, problems = _load_sweep_artifacts(run.info.artifact_uri, client.tracking_uri)
+    trials = loaded.get("optuna/trials.json") or []
+    return SweepRecord(
+        run_id=run.info.run_id,
+        study=tags.get("harness.study") or run.info.run_name or run.info.run_id,
+        experiment=tags.get("harness.experiment"),
+        objective=tags.get("harness.objective"),
+        direction=tags.get("harness.direction"),
+        status=run.info.status,
+        start_time=_from_millis(run.info.start_time),
+        metrics=dict(run.data.metrics),
+        params=dict(run.data.params),
+        trials=tuple(trial for trial in trials if isinstance(trial, dict)),
+        importances=loaded.get("optuna/importances.json"),
+        best_trial=loaded.get("optuna/best_trial.json"),
+        problems=tuple(problems),
+    )
+
+
+def _load_sweep_artifacts(artifact_uri: str, tracking_uri: str) -> tuple[dict[str, Any], list[str]]:
+    from mlflow.artifacts import download_artifacts
+
+    present = _listed_files(artifact_uri, tracking_uri, {"optuna"})
+    loaded: dict[str, Any] = {}
+    problems: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="harness-sweep-") as tmp, quiet_downloads():
+        for path, expected in SWEEP_ARTIFACTS.items():
+            if path not in present:
+                problems.append(f"{path}: not logged")
+                continue
+            local = download_artifacts(
+                artifact_uri=f"{artifact_uri}/{path}", dst_path=tmp, tracking_uri=tracking_uri
+            )
+            try:
+                data = json.loads(Path(local).read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                problems.append(f"{path}: unreadable ({type(exc).__name__})")
+                continue
+            if not isinstance(data, expected):
+                problems.append(f"{path}: not a JSON {expected.__name__}")
+                continue
+            loaded[path] = data
+    return loaded, problems
 
 
 def _experiment_name_of(run: Run) -> str:
@@ -273,7 +410,7 @@ def _load_artifacts(artifact_uri: str, tracking_uri: str) -> RunArtifacts:
     # file: MlflowClient.download_artifacts costs ~0.2 s a file on sqlite, this ~5 ms.
     from mlflow.artifacts import download_artifacts
 
-    wanted = (*JSON_ARTIFACTS, EXAMPLES_PNG)
+    wanted = (*JSON_ARTIFACTS, EXAMPLES_PNG, PREDICTIONS_CSV)
     present = _listed_files(artifact_uri, tracking_uri, {_folder(path) for path in wanted})
     problems: list[str] = []
     loaded: dict[str, Any] = {}
@@ -294,6 +431,11 @@ def _load_artifacts(artifact_uri: str, tracking_uri: str) -> RunArtifacts:
             if path == EXAMPLES_PNG:
                 loaded[path] = local.read_bytes()
                 continue
+            if path == PREDICTIONS_CSV:
+                loaded[path], problem = _parse_predictions(local)
+                if problem:
+                    problems.append(f"{path}: {problem}")
+                continue
             parsed, problem = _parse_json(local, JSON_ARTIFACTS[path])
             loaded[path] = parsed
             if problem:
@@ -305,6 +447,7 @@ def _load_artifacts(artifact_uri: str, tracking_uri: str) -> RunArtifacts:
         examples_png=loaded.get(EXAMPLES_PNG),
         examples=loaded.get("data/examples.json"),
         quality=loaded.get("data/quality.json"),
+        predictions=loaded.get(PREDICTIONS_CSV),
         problems=tuple(problems),
     )
 
@@ -326,6 +469,20 @@ def _listed_files(artifact_uri: str, tracking_uri: str, folders: set[str]) -> se
 
 def _folder(artifact_path: str) -> str:
     return artifact_path.rsplit("/", 1)[0]
+
+
+def _parse_predictions(path: Path) -> tuple[Predictions | None, str | None]:
+    """eval/predictions.csv (index,y_true,y_pred) as arrays ordered by index."""
+    import numpy as np
+
+    try:
+        table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
+    except (OSError, ValueError) as exc:
+        return None, f"unreadable ({type(exc).__name__})"
+    if table.shape[1] != 3:
+        return None, "expected columns index,y_true,y_pred"
+    table = table[np.argsort(table[:, 0], kind="stable")]
+    return Predictions(y_true=table[:, 1], y_pred=table[:, 2]), None
 
 
 def _parse_json(path: Path, required: tuple[str, ...]) -> tuple[dict[str, Any] | None, str | None]:
