@@ -169,6 +169,12 @@ def test_sweep_prunes_logs_nested_runs_and_retrains_the_best(
     assert [r["state"] for r in rows] == ["COMPLETE", "COMPLETE", "PRUNED"]
     assert not _runs(sweep_suite, "train")  # trials never pose as experiment runs
 
+    # The report reads the real sweep (not only the fixtures' fake ones).
+    assert main(["report", "--config", str(sweep_suite)]) == 0
+    html = (sweep_suite.parent / "reports" / "index.html").read_text()
+    assert "<h3>Study tiny</h3>" in html
+    assert parent.info.run_id in html
+
     # --best reads the storage; --retrain-best trains that spec as a normal run, identically.
     assert main(["sweep", "--study", "tiny", "--config", str(sweep_suite), "--best"]) == 0
     assert f"best: trial {best.number}, value {best.value:.4f}" in capsys.readouterr().out
