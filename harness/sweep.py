@@ -321,6 +321,7 @@ def reap_trials(study: optuna.Study, tracker: Tracker) -> list[int]:
                        state=TrialState[state], skip_if_finished=True)
             continue
         study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+        _mark_run_failed(tracker, attrs.get(ATTR_RUN))
         RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, study.get_trials()[t.number])
         reaped.append(t.number)
     return reaped
@@ -426,16 +427,14 @@ def run_trial(
     try:
         with _heartbeat(study, trial):
             train_and_log(suite, tspec, data, run_key(tspec, data), ctx, hooks)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, TrackingError):
         _fail_and_requeue(study, trial)
-        raise
-    except TrackingError:
-        _fail_and_requeue(study, trial)
+        _mark_run_failed(ctx.tracker, trial.user_attrs.get(ATTR_RUN))
         raise
     except Exception as exc:  # noqa: BLE001 - a broken trial fails alone; the sweep goes on
         trial.set_user_attr("harness.failure", f"{type(exc).__name__}: {exc}"[:500])
         study.tell(trial, state=TrialState.FAIL)
-        _mark_run_failed(ctx.tracker, trial)
+        _mark_run_failed(ctx.tracker, trial.user_attrs.get(ATTR_RUN))
         ctx.echo(f"  trial {trial.number} FAILED: {type(exc).__name__}: {exc}")
         return "FAIL"
     seconds = time.perf_counter() - started
@@ -460,8 +459,9 @@ def _fail_and_requeue(study: optuna.Study, trial: optuna.Trial) -> None:
         pass
 
 
-def _mark_run_failed(tracker: Tracker, trial: optuna.Trial) -> None:
-    if run_id := trial.user_attrs.get(ATTR_RUN):
+def _mark_run_failed(tracker: Tracker, run_id: str | None) -> None:
+    """Set a failed trial's MLflow run's harness.trial_state to FAIL (its status says FAILED/KILLED)."""
+    if run_id:
         try:
             tracker.client.set_tag(run_id, "harness.trial_state", "FAIL")
         except Exception:  # noqa: BLE001 - the run is already FAILED; the tag is a courtesy

@@ -254,6 +254,7 @@ def test_interrupted_sweep_resumes_without_repeating_finished_trials(
             assert [r.info.status for r in runs_by_trial[t.number]] == [
                 "FAILED" if sig == signal.SIGKILL else "KILLED"
             ]
+            assert runs_by_trial[t.number][0].data.tags["harness.trial_state"] == "FAIL"
     every = [r for rs in runs_by_trial.values() for r in rs] + _runs(sweep_suite, "sweep")
     assert all(r.info.status != "RUNNING" for r in every)
 
