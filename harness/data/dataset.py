@@ -80,13 +80,17 @@ def load_dataset(
     for split, records in splits.items():
         if not records:
             reasons = ", ".join(f"{k}: {v}" for k, v in listing.skipped.items()) or "none listed"
-            raise DataError(f"{root}: no usable {split} images (skipped {reasons})")
+            example = next(iter(listing.skipped_examples.values()), None)
+            raise DataError(
+                f"{root}: no usable {split} images (skipped {reasons}"
+                + (f"; e.g. {example})" if example else ")")
+            )
     prep = Preprocess(image_size=spec.image_size, channels=spec.channels)
     arrays, cache_path, _ = load_or_build(cache_dir, splits, prep, progress=progress)
     arrays, names, quality, examples = _usable(arrays, splits, listing, spec.drop_blank)
     for split, a in arrays.items():
         if len(a.y) == 0:
-            raise DataError(f"{root}: no readable {split} images ({len(a.unreadable)} unreadable)")
+            raise DataError(f"{root}: no readable {split} images ({_unreadable(a)})")
     dedupe = None
     if spec.dedupe != "none":
         arrays, dedupe = _dedupe(arrays, names, listing.class_names, spec)
@@ -163,7 +167,7 @@ def load_split(
     arrays, names, quality, examples = _usable(arrays, {key: records}, listing, spec.drop_blank)
     a = arrays[key]
     if len(a.y) == 0:
-        raise DataError(f"{root}: no readable {chosen} images ({len(a.unreadable)} unreadable)")
+        raise DataError(f"{root}: no readable {chosen} images ({_unreadable(a)})")
     return Split(
         name=listing.name,
         root=root,
@@ -176,6 +180,15 @@ def load_split(
         quality=quality,
         quality_examples=examples,
     )
+
+
+def _unreadable(a: Arrays) -> str:
+    """'N unreadable, e.g. FILE (why)': what a split with nothing readable tells the user."""
+    if not a.unreadable:
+        return "0 unreadable"
+    first = a.unreadable[0]
+    why = f" ({a.errors[first]})" if first in a.errors else ""
+    return f"{len(a.unreadable)} unreadable, e.g. {first}{why}"
 
 
 def _split_counts(listing: Listing) -> str:
@@ -193,7 +206,9 @@ def _usable(
     unreadable = [p for a in arrays.values() for p in a.unreadable]
     if unreadable:
         quality["unreadable"] = len(unreadable)
-        examples["unreadable"] = unreadable[0]
+        first = unreadable[0]
+        why = next((a.errors[first] for a in arrays.values() if first in a.errors), "")
+        examples["unreadable"] = f"{first} ({why})" if why else first
     names = {split: _decoded_names(splits[split], a) for split, a in arrays.items()}
     if drop_blank:
         arrays, names, blank = _drop_blank(arrays, names)
@@ -220,7 +235,7 @@ def _drop_blank(
         is_blank = flat.min(axis=1) == flat.max(axis=1)
         if is_blank.any():
             blank += [names[split][i] for i in np.flatnonzero(is_blank)]
-            kept[split] = Arrays(a.x[~is_blank], a.y[~is_blank], a.unreadable)
+            kept[split] = Arrays(a.x[~is_blank], a.y[~is_blank], a.unreadable, a.errors)
             kept_names[split] = [n for n, b in zip(names[split], is_blank, strict=True) if not b]
     return kept, kept_names, blank
 
@@ -242,7 +257,7 @@ def _dedupe(
             keep = np.ones(len(arrays[split].y), bool)
             keep[rows] = False
             a = arrays[split]
-            kept[split] = Arrays(a.x[keep], a.y[keep], a.unreadable)
+            kept[split] = Arrays(a.x[keep], a.y[keep], a.unreadable, a.errors)
     detail = summary(report, names, spec.dedupe)
     return kept, Dedupe(spec.dedupe, report, detail, hashes["train"])
 
