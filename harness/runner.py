@@ -205,7 +205,8 @@ def _train_and_log(suite: Suite, spec: ExperimentSpec, data: Dataset, key: str, 
 
         def on_epoch(stats: EpochStats) -> None:
             log.log_metrics(stats.metrics(), step=stats.epoch)
-            pause_point("training")
+            if stats.epoch == 1:
+                pause_point("training")
             ctx.echo(
                 f"  epoch {stats.epoch:>3}/{spec.train.epochs}: train acc {stats.train_accuracy:.3f} "
                 f"loss {stats.train_loss:.3f} | val acc {stats.val_accuracy:.3f} "

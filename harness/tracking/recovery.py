@@ -143,7 +143,10 @@ def recover(folder: Path, tracking_uri: str | None = None) -> Recovered:
 
     meta, events = read_bundle(folder)
     uri = tracking_uri or meta["tracking_uri"]
-    tracker = connect(uri, meta["experiment"])
+    try:
+        tracker = connect(uri, meta["experiment"])
+    except TrackingError as exc:
+        raise TrackingError(f"{exc}; {folder} is kept: run this again when the store is back") from None
     client = tracker.client
     key = meta["tags"].get(RUN_KEY_TAG)
     try:
@@ -168,7 +171,9 @@ def recover(folder: Path, tracking_uri: str | None = None) -> Recovered:
     except TrackingError:
         raise
     except Exception as exc:  # noqa: BLE001 - the server went away again: the folder stays
-        raise TrackingError(f"{uri}: cannot replay {folder}: {first_line(exc)}; it is kept, try again") from None
+        raise TrackingError(
+            f"{uri}: cannot replay {folder}: {first_line(exc)}; {folder} is kept: run this again when the store is back"
+        ) from None
     shutil.rmtree(folder)
     return result
 

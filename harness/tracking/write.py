@@ -19,12 +19,13 @@ import re
 import socket
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError, TrackingError
+from harness.locks import file_lock
 
 TAG = "harness."
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")  # MLflow run ids: uuid4 hex
@@ -265,6 +266,16 @@ class RunLogger:
         self.journal.append(event)
 
 
+def _store_lock(tracking_uri: str) -> Any:
+    """For a local sqlite store, a lock beside it: MLflow creates and migrates its tables on first
+    use, and two processes doing that at once corrupt the schema version (seen in
+    tests/test_faults.py). Other stores need none."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return nullcontext()
+    db = Path(tracking_uri[len("sqlite:///") :])
+    return file_lock(db.with_name(f"{db.name}-lock"))
+
+
 def check_reachable(tracking_uri: str) -> None:
     """Fail fast if the tracking store cannot be reached, without creating or changing anything."""
     import logging
@@ -279,7 +290,8 @@ def check_reachable(tracking_uri: str) -> None:
     from mlflow import MlflowClient
 
     try:
-        MlflowClient(tracking_uri=tracking_uri).search_experiments(max_results=1)
+        with _store_lock(tracking_uri):
+            MlflowClient(tracking_uri=tracking_uri).search_experiments(max_results=1)
     except Exception as exc:  # noqa: BLE001 - unreachable server, locked or corrupt database, ...
         raise TrackingError(f"{tracking_uri}: tracking store unavailable: {first_line(exc)}") from None
 
@@ -293,17 +305,18 @@ def connect(tracking_uri: str, experiment_name: str, recovery_dir: Path | None =
     from mlflow import MlflowClient
 
     try:
-        client = MlflowClient(tracking_uri=tracking_uri)
-        experiment = client.get_experiment_by_name(experiment_name)
-        if experiment is None:
-            experiment_id = _create_experiment(client, tracking_uri, experiment_name)
-        elif experiment.lifecycle_stage == "deleted":
-            raise TrackingError(
-                f"{tracking_uri}: experiment '{experiment_name}' is deleted; restore it "
-                "(mlflow experiments restore) or choose another suite name"
-            )
-        else:
-            experiment_id = experiment.experiment_id
+        with _store_lock(tracking_uri):
+            client = MlflowClient(tracking_uri=tracking_uri)
+            experiment = client.get_experiment_by_name(experiment_name)
+            if experiment is None:
+                experiment_id = _create_experiment(client, tracking_uri, experiment_name)
+            elif experiment.lifecycle_stage == "deleted":
+                raise TrackingError(
+                    f"{tracking_uri}: experiment '{experiment_name}' is deleted; restore it "
+                    "(mlflow experiments restore) or choose another suite name"
+                )
+            else:
+                experiment_id = experiment.experiment_id
     except TrackingError:
         raise
     except Exception as exc:  # noqa: BLE001 - unreachable server, locked or corrupt database, ...
