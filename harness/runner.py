@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 Echo = Callable[[str], None]
 EXAMPLES_PER_ROW = 8
 INTENDED_SKIPS = frozenset({"class_not_in_set", "blank_image", "duplicate_of_train"})
+MAX_NAMED = 5  # unreadable images named one a line; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,12 @@ def load_data(spec: ExperimentSpec, project_root: Path, cache_dir: Path, echo: E
         # Leaving out another class set's images or blank faces is asked for; the rest is damage.
         kind = "note" if reason in INTENDED_SKIPS else "warning"
         example = data.quality_examples.get(reason)
+        if reason == "unreadable" and data.unreadable:
+            for name, why in list(data.unreadable.items())[:MAX_NAMED]:
+                echo(f"  warning: skipped unreadable image {name}: {why}")
+            if count > MAX_NAMED:
+                echo(f"  warning: skipped {count - MAX_NAMED} more unreadable images (data/quality.json)")
+            continue
         echo(f"  {kind}: skipped {count} ({reason})" + (f", e.g. {example}" if example else ""))
     if data.duplicates is not None:
         echo(f"  {data.duplicates.describe()}")
@@ -199,6 +206,8 @@ def _train_and_log(suite: Suite, spec: ExperimentSpec, data: Dataset, key: str, 
         log.log_text(spec.to_yaml(), "spec.yaml")
         log.log_dataset(data.name, str(data.root), data.digest)
         quality = {"skipped": data.quality, "examples": data.quality_examples}
+        if data.unreadable:
+            quality["unreadable"] = dict(list(data.unreadable.items())[:1000])
         if data.duplicates is not None:
             quality["duplicates"] = data.duplicates.report.counts()
         log.log_json(quality, "data/quality.json")

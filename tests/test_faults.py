@@ -44,11 +44,30 @@ def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return db
 
 
+@pytest.fixture(scope="module")
+def warm_cache(tmp_path_factory: pytest.TempPathFactory, tiny_data: Path) -> Path:
+    """The tiny suite's preprocessing cache, built once: only the tests that kill it need it cold."""
+    from conftest import tiny_suite_text
+
+    from harness.data.dataset import load_dataset
+    from harness.spec import load_suite
+
+    folder = tmp_path_factory.mktemp("warm")
+    (folder / "experiments.yaml").write_text(tiny_suite_text(tiny_data))
+    suite = load_suite(folder / "experiments.yaml")
+    load_dataset(suite.experiments["plain"].data, folder, folder / "cache")
+    return folder / "cache"
+
+
 @pytest.fixture
 def project(tiny_suite: Path, empty_store: Path) -> Path:
     """The tiny suite's folder, holding an empty tracking store."""
     shutil.copy(empty_store, tiny_suite.parent / "mlflow.db")
     return tiny_suite.parent
+
+
+def _warm(project: Path, warm_cache: Path) -> None:
+    shutil.copytree(warm_cache, project / ".cache" / "harness")
 
 
 def _runs(uri: str, experiment: str = "tiny") -> list:
@@ -112,8 +131,12 @@ KILLS = [
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("point", "sig"), KILLS, ids=[f"{p}-{s.name}" for p, s in KILLS])
-def test_killed_run_resumes_with_exactly_one_finished_run(tiny_suite: Path, project: Path, point: str, sig: signal.Signals) -> None:
+def test_killed_run_resumes_with_exactly_one_finished_run(
+    tiny_suite: Path, project: Path, warm_cache: Path, point: str, sig: signal.Signals
+) -> None:
     uri, cache = _uri(project), project / ".cache" / "harness"
+    if point != "preprocessing":
+        _warm(project, warm_cache)
     args = ["run", "plain", "--config", str(tiny_suite), "--tracking-uri", uri]
     log = project / "first.log"
     proc, marker = _start(args, log, pause_at=point)
@@ -145,8 +168,11 @@ def test_killed_run_resumes_with_exactly_one_finished_run(tiny_suite: Path, proj
 
 
 @pytest.mark.slow
-def test_kill_9_mid_suite_then_rerun_gives_one_finished_run_per_experiment(tiny_suite: Path, project: Path) -> None:
+def test_kill_9_mid_suite_then_rerun_gives_one_finished_run_per_experiment(
+    tiny_suite: Path, project: Path, warm_cache: Path
+) -> None:
     """The `make reproduce` case: SIGKILL between epochs of the second experiment, then the same command."""
+    _warm(project, warm_cache)
     uri = _uri(project)
     args = ["run", "--config", str(tiny_suite), "--tracking-uri", uri]
     log = project / "first.log"
@@ -250,9 +276,11 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @pytest.mark.slow
 def test_tracking_server_lost_mid_run_keeps_results_and_recover_replays_them(
-    tiny_suite: Path, empty_store: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tiny_suite: Path, empty_store: Path, warm_cache: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     project = tiny_suite.parent
+    _warm(project, warm_cache)
     port = _free_port()
     uri = f"http://127.0.0.1:{port}"
     server = _mlflow_server(project, port)

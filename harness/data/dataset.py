@@ -36,6 +36,7 @@ class Dataset:
     cache_path: Path | None = None
     quality: dict[str, int] = field(default_factory=dict)  # skipped items by reason
     quality_examples: dict[str, str] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)  # each unreadable image -> why
     split_path: Path | None = None  # the saved validation split, when it was carved from training
     duplicates: Dedupe | None = None  # duplicate hygiene, unless data.dedupe is "none"
 
@@ -87,6 +88,7 @@ def load_dataset(
             )
     prep = Preprocess(image_size=spec.image_size, channels=spec.channels)
     arrays, cache_path, _ = load_or_build(cache_dir, splits, prep, progress=progress)
+    unreadable = {p: a.errors.get(p, "cannot be decoded") for a in arrays.values() for p in a.unreadable}
     arrays, names, quality, examples = _usable(arrays, splits, listing, spec.drop_blank)
     for split, a in arrays.items():
         if len(a.y) == 0:
@@ -111,6 +113,7 @@ def load_dataset(
         cache_path=cache_path,
         quality=quality,
         quality_examples=examples,
+        unreadable=unreadable,
         split_path=split_path,
         duplicates=dedupe,
     )

@@ -273,7 +273,7 @@ def _store_lock(tracking_uri: str) -> Any:
     if not tracking_uri.startswith("sqlite:///"):
         return nullcontext()
     db = Path(tracking_uri[len("sqlite:///") :])
-    return file_lock(db.with_name(f"{db.name}-lock"))
+    return file_lock(db.with_name(f"{db.name}.lock"))
 
 
 def check_reachable(tracking_uri: str) -> None:
