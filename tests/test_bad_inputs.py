@@ -341,3 +341,72 @@ def test_random_yaml_gives_a_suite_or_a_spec_error(tmp_path: Path, doc: object, 
         assert str(path) in str(exc) and "\n" not in str(exc)
     else:
         assert suite.experiments
+
+
+# ----------------------------------------------------------------------------- safe by default
+
+
+def test_yaml_tags_that_run_code_are_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "experiments.yaml"
+    path.write_text(f'experiments: !!python/object/apply:os.system ["touch {marker}"]\n')
+    with pytest.raises(SpecError, match=r"invalid YAML .*could not determine a constructor"):
+        load_suite(path)
+    assert not marker.exists()
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_weights_that_run_code_when_unpickled_are_refused(tmp_path: Path) -> None:
+    import torch
+
+    from harness.errors import TrackingError
+    from harness.evaluate import rebuild_model
+
+    (tmp_path / "experiments.yaml").write_text(_suite())
+    spec = load_suite(tmp_path / "experiments.yaml").experiments["a"]
+    marker, weights = tmp_path / "pwned", tmp_path / "weights.pt"
+    torch.save({"net.0.weight": _Payload(marker)}, weights)
+    with pytest.raises(TrackingError, match="refused by the safe loader"):
+        rebuild_model(spec, 11, weights, "r1")
+    assert not marker.exists()
+
+
+def test_every_torch_load_and_yaml_load_in_the_code_is_the_safe_kind() -> None:
+    """A static guard: the two safe calls above must stay the only kind in the package."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "harness"
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+                continue
+            owner = getattr(node.func.value, "id", "")
+            keywords = {k.arg: k.value for k in node.keywords}
+            if owner == "torch" and node.func.attr == "load":
+                flag = keywords.get("weights_only")
+                assert isinstance(flag, ast.Constant) and flag.value is True, f"{path}:{node.lineno}"
+            if owner == "yaml" and node.func.attr in ("load", "load_all", "unsafe_load", "full_load"):
+                loader = keywords.get("Loader")
+                assert loader is not None and getattr(loader, "id", "") == "_UniqueKeyLoader", f"{path}:{node.lineno}"
+            if owner == "pickle" and node.func.attr in ("load", "loads"):
+                pytest.fail(f"{path}:{node.lineno}: pickle.load of data from disk")
+
+
+def test_documented_mlflow_servers_bind_to_localhost() -> None:
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    commands = [
+        line for doc in (root / "README.md", *(root / "docs").glob("*.md"))
+        for line in doc.read_text().splitlines() if re.search(r"mlflow (ui|server)\b", line) and "--backend-store-uri" in line
+    ]  # fmt: skip
+    assert len(commands) >= 2  # `mlflow ui` and `mlflow server`
+    for line in commands:
+        assert "--host 127.0.0.1" in line, line
