@@ -147,6 +147,7 @@ def run_experiment(suite: Suite, spec: ExperimentSpec, data: Dataset, ctx: RunCo
             return RunOutcome(spec.name, "skipped", None, reason="running elsewhere")
         # Re-check under the lock: a concurrent process may have just finished it.
         if not ctx.force and (done := ctx.tracker.find_finished(key)):
+            ctx.echo(f"  skipped: finished run {done} has the same spec and data (finished a moment ago)")
             return RunOutcome(spec.name, "skipped", done, reason="already finished")
         return _train_and_log(suite, spec, data, key, ctx)
 

@@ -185,6 +185,10 @@ DATA_CASES: dict[str, tuple[Callable[[Path], None] | None, str, str]] = {
     "symlinks leading out of the root": (
         _symlinks_out, "affectnet", r"{data}: no usable train images \(skipped unsafe_path: 22; e\.g\. training\.csv:2\)",
     ),
+    "most image files missing": (
+        lambda d: [p.unlink() for p in _train_images(d)[2:]],
+        "affectnet", r"{data}: more images are damaged than usable \(missing_file: 20; 13 usable; e\.g\. training\.csv:\d+\); is data\.path the right folder\?",
+    ),
     "fer2013 rows with extra fields": (
         lambda d: [shutil.rmtree(d), d.mkdir(), (d / "fer2013.csv").write_text(
             "emotion,pixels,Usage\n" + "".join(f"3,{' '.join(['7'] * 2304)},Training,extra\n" for _ in range(3)))],

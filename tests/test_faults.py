@@ -93,7 +93,11 @@ def _start(args: list[str], log: Path, pause_at: str | None = None, env: dict[st
     if pause_at:
         full_env |= {"HARNESS_TEST_PAUSE_AT": pause_at, "HARNESS_TEST_PAUSE_FILE": str(marker)}
     with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "harness", *args], stdout=subprocess.DEVNULL, stderr=err, env=full_env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harness", *args], stdout=subprocess.DEVNULL, stderr=err, env=full_env,
+            # A shell running pytest in the background ignores SIGINT, and children inherit that.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
     return proc, marker
 
 

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from harness.data.records import ImageRecord, Listing
     from harness.spec import DataSpec
 
+# Reasons for skipping that mean an item is broken (not left out on purpose, nor a stray file).
+DAMAGE = frozenset({"unreadable", "missing_file", "unsafe_path", "bad_label", "row_missing_fields",
+                    "row_extra_fields", "wrong_pixel_count", "bad_usage", "empty_file"})  # fmt: skip
 # The splits `harness eval` can score, as named on its command line.
 EVAL_SPLITS = ("test", "validation", "train", "all")
 
@@ -86,6 +89,7 @@ def load_dataset(
                 f"{root}: no usable {split} images (skipped {reasons}"
                 + (f"; e.g. {example})" if example else ")")
             )
+    _check_mostly_usable(root, listing.skipped, len(listing.train) + len(listing.val), listing.skipped_examples)
     prep = Preprocess(image_size=spec.image_size, channels=spec.channels)
     arrays, cache_path, _ = load_or_build(cache_dir, splits, prep, progress=progress)
     unreadable = {p: a.errors.get(p, "cannot be decoded") for a in arrays.values() for p in a.unreadable}
@@ -93,6 +97,7 @@ def load_dataset(
     for split, a in arrays.items():
         if len(a.y) == 0:
             raise DataError(f"{root}: no readable {split} images ({_unreadable(a)})")
+    _check_mostly_usable(root, quality, sum(len(a.y) for a in arrays.values()), examples)
     dedupe = None
     if spec.dedupe != "none":
         arrays, dedupe = _dedupe(arrays, names, listing.class_names, spec)
@@ -185,6 +190,22 @@ def load_split(
     )
 
 
+def _check_mostly_usable(root: Path, skipped: dict[str, int], usable: int, examples: dict[str, str]) -> None:
+    """More damaged items than usable ones means the wrong folder or a broken copy: an error.
+
+    A few damaged images or rows are normal in real datasets and are only skipped and counted;
+    what was left out on purpose (another class set, blank faces, duplicates) is no damage.
+    """
+    damaged = {k: v for k, v in skipped.items() if k in DAMAGE}
+    if sum(damaged.values()) > usable:
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(damaged.items()))
+        example = examples.get(max(damaged, key=damaged.__getitem__), "")
+        raise DataError(
+            f"{root}: more images are damaged than usable ({reasons}; {usable} usable; e.g. {example}); "
+            "is data.path the right folder?"
+        )
+
+
 def _unreadable(a: Arrays) -> str:
     """'N unreadable, e.g. FILE (why)': what a split with nothing readable tells the user."""
     if not a.unreadable:
@@ -209,9 +230,7 @@ def _usable(
     unreadable = [p for a in arrays.values() for p in a.unreadable]
     if unreadable:
         quality["unreadable"] = len(unreadable)
-        first = unreadable[0]
-        why = next((a.errors[first] for a in arrays.values() if first in a.errors), "")
-        examples["unreadable"] = f"{first} ({why})" if why else first
+        examples["unreadable"] = unreadable[0]  # why each one failed: Dataset.unreadable
     names = {split: _decoded_names(splits[split], a) for split, a in arrays.items()}
     if drop_blank:
         arrays, names, blank = _drop_blank(arrays, names)
