@@ -263,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         if args.debug:
             raise
-        print("harness: interrupted; the current run is marked KILLED", file=sys.stderr)
+        print("harness: interrupted (a run in progress is marked KILLED); rerun the same command to resume", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - last line of defence: one line, no traceback
         if args.debug:
