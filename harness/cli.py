@@ -93,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(report)
     report.add_argument("--out", type=Path, help="output file (default: reports/index.html beside the suite file)")
     report.set_defaults(func=cmd_report)
+
+    recover = sub.add_parser("recover", help="replay a run kept locally when the tracking server went away")
+    recover.add_argument("folder", type=Path, metavar="FOLDER", help="the recovery folder named in the error message")
+    recover.add_argument("--tracking-uri", help="replay into this store instead of the one the run was started on")
+    recover.set_defaults(func=cmd_recover)
     return parser
 
 
@@ -130,12 +135,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         overrides["train"] = train
     suite = _load(args, overrides)
     specs = suite.select(args.names)
-    from harness.runner import run_suite
+    from harness.runner import RunContext, load_datasets, run_suite
+    from harness.tracking.write import check_reachable, connect
 
-    ctx = _run_context(args, suite)
-    _echo(f"tracking to {ctx.tracker.tracking_uri}, experiment '{suite.name}'")
+    uri = _tracking_uri(args, suite.root)
+    cache_dir = args.cache_dir or suite.root / ".cache" / "harness"
     started = time.perf_counter()
-    outcomes = run_suite(suite, specs, ctx)
+    # Order matters: a store that is down fails before the (long) preprocessing, and bad data
+    # fails before anything is written to the store.
+    check_reachable(uri)
+    datasets = load_datasets(specs, suite.root, cache_dir, _echo)
+    tracker = connect(uri, suite.name, recovery_dir=cache_dir / "recovery")
+    ctx = RunContext(tracker=tracker, project_root=suite.root, cache_dir=cache_dir, force=args.force, echo=_echo)
+    _echo(f"tracking to {uri}, experiment '{suite.name}'")
+    outcomes = run_suite(suite, specs, ctx, datasets)
     _echo(f"\n{len(outcomes)} experiment(s) in {time.perf_counter() - started:.0f} s:")
     for o in outcomes:
         acc = f"val acc {o.val_accuracy:.3f}" if o.val_accuracy is not None else o.reason
@@ -151,14 +164,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     suite = load_suite(args.config)
     uri = _tracking_uri(args, suite.root)
-    tracker = connect(uri, suite.name)
+    cache_dir = args.cache_dir or suite.root / ".cache" / "harness"
+    tracker = connect(uri, suite.name, recovery_dir=cache_dir / "recovery")
     _echo(f"tracking to {uri}, experiment '{suite.name}'")
     outcome = evaluate_run(
         tracker,
         args.run,
         _data_override(args.data),
         project_root=suite.root,
-        cache_dir=args.cache_dir or suite.root / ".cache" / "harness",
+        cache_dir=cache_dir,
         split=args.split,
         dedupe=args.dedupe,
         echo=_echo,
@@ -266,6 +280,20 @@ def _run_context(args: argparse.Namespace, suite: Any) -> Any:
     )
 
 
+def cmd_recover(args: argparse.Namespace) -> int:
+    """harness recover: replay a recovery folder into the tracking store."""
+    from harness.tracking.recovery import recover
+
+    result = recover(args.folder, args.tracking_uri)
+    what = {
+        "completed": "the original run now holds every result and is FINISHED",
+        "recreated": "the original run is not in this store: a new FINISHED run holds the results",
+        "already finished": "the spec had finished in another run since: nothing replayed",
+    }[result.how]
+    print(f"recovered {args.folder}: {what}  run {result.run_id}")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     """harness list: the suite's experiments with model, sampler and the paper's accuracy."""
     suite = _load(args)
@@ -340,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         if args.debug:
             raise
-        print("harness: interrupted; the current run is marked KILLED", file=sys.stderr)
+        print("harness: interrupted (a run in progress is marked KILLED); rerun the same command to resume", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - last line of defence: one line, no traceback
         if args.debug:

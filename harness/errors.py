@@ -4,6 +4,10 @@
 class HarnessError(Exception):
     """An error the CLI reports as one line and exit code 2, without a traceback."""
 
+    def __init__(self, message: str = "") -> None:
+        # One line whatever went into it: a YAML key or a file name may hold a line break.
+        super().__init__(str(message).replace("\r", "\\r").replace("\n", "\\n"))
+
 
 class SpecError(HarnessError):
     """An experiment spec file is malformed: the message names the file and the key path."""

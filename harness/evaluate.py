@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -217,7 +218,11 @@ def rebuild_model(spec: ExperimentSpec, num_classes: int, weights: Path, run_id:
         first = standardize_layer(np.zeros(data.channels, np.float32), np.ones(data.channels, np.float32))
     model = torch.nn.Sequential(first, net)
     try:
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # not plain tensors: never unpickled with code
+        raise TrackingError(f"run {run_id}: model/weights.pt refused by the safe loader: {first_line(exc)}") from None
+    try:
+        model.load_state_dict(state)
     except (RuntimeError, OSError, ValueError) as exc:
         raise TrackingError(f"run {run_id}: model/weights.pt does not fit its spec: {first_line(exc)}") from None
     return model.eval()

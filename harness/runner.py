@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.locks import file_lock
+from harness.testhooks import pause_point
 from harness.tracking.write import KIND_TRAIN
 
 if TYPE_CHECKING:
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 
 Echo = Callable[[str], None]
 EXAMPLES_PER_ROW = 8
+INTENDED_SKIPS = frozenset({"class_not_in_set", "blank_image", "duplicate_of_train"})
+MAX_NAMED = 5  # unreadable images named one a line; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -87,12 +90,17 @@ def run_key(spec: ExperimentSpec, dataset: Dataset) -> str:
     return hashlib.sha256(f"{spec.spec_hash()}:{dataset.digest}".encode()).hexdigest()[:16]
 
 
-def run_suite(suite: Suite, specs: Sequence[ExperimentSpec], ctx: RunContext) -> list[RunOutcome]:
-    """Run each spec in order, sharing loaded datasets between specs with the same data section."""
+def run_suite(
+    suite: Suite, specs: Sequence[ExperimentSpec], ctx: RunContext, datasets: dict[str, Dataset] | None = None
+) -> list[RunOutcome]:
+    """Run each spec in order, sharing loaded datasets between specs with the same data section.
+
+    `datasets` (from `load_datasets`) are used where given; the others load on first use.
+    """
     reaped = ctx.tracker.reap_stale_runs()
     if reaped:
         ctx.echo(f"marked {len(reaped)} run(s) of dead processes FAILED: {', '.join(reaped)}")
-    datasets: dict[str, Dataset] = {}
+    datasets = dict(datasets or {})
     outcomes = []
     # Repeated seeds become separate runs; their run keys differ because train.seed does.
     seeded = [one for spec in specs for one in spec.seed_specs()]
@@ -101,23 +109,49 @@ def run_suite(suite: Suite, specs: Sequence[ExperimentSpec], ctx: RunContext) ->
         ctx.echo(f"[{i}/{len(seeded)}] {spec.name}{repeat}: {spec.description}")
         key = spec.data.model_dump_json()
         if key not in datasets:
-            datasets[key] = load_data(spec, ctx)
+            datasets[key] = load_data(spec, ctx.project_root, ctx.cache_dir, ctx.echo)
         outcomes.append(run_experiment(suite, spec, datasets[key], ctx))
     return outcomes
 
 
-def load_data(spec: ExperimentSpec, ctx: RunContext) -> Dataset:
-    """Load the spec's dataset through the cache, reporting what was skipped."""
+def load_datasets(
+    specs: Sequence[ExperimentSpec], project_root: Path, cache_dir: Path, echo: Echo
+) -> dict[str, Dataset]:
+    """Every distinct dataset the specs train on, keyed as `run_suite` expects.
+
+    `harness run` loads them before it touches the tracking store, so bad data is reported
+    before a store or an MLflow experiment is created.
+    """
+    datasets: dict[str, Dataset] = {}
+    for spec in specs:
+        key = spec.data.model_dump_json()
+        if key not in datasets:
+            datasets[key] = load_data(spec, project_root, cache_dir, echo)
+    return datasets
+
+
+def load_data(spec: ExperimentSpec, project_root: Path, cache_dir: Path, echo: Echo) -> Dataset:
+    """Load the spec's dataset through the cache; each reason for skipping is named, with an example."""
     from harness.data.dataset import load_dataset
 
-    data = load_dataset(spec.data, ctx.project_root, ctx.cache_dir, progress=True)
-    skipped = ", ".join(f"{k}: {v}" for k, v in sorted(data.quality.items()))
-    ctx.echo(
+    data = load_dataset(spec.data, project_root, cache_dir, progress=True)
+    echo(
         f"  data {data.name}: {len(data.y_train)} train / {len(data.y_val)} validation images, "
-        f"{data.num_classes} classes" + (f"; skipped {skipped}" if skipped else "")
+        f"{data.num_classes} classes"
     )
+    for reason, count in sorted(data.quality.items()):
+        # Leaving out another class set's images or blank faces is asked for; the rest is damage.
+        kind = "note" if reason in INTENDED_SKIPS else "warning"
+        example = data.quality_examples.get(reason)
+        if reason == "unreadable" and data.unreadable:
+            for name, why in list(data.unreadable.items())[:MAX_NAMED]:
+                echo(f"  warning: skipped unreadable image {name}: {why}")
+            if count > MAX_NAMED:
+                echo(f"  warning: skipped {count - MAX_NAMED} more unreadable images (data/quality.json)")
+            continue
+        echo(f"  {kind}: skipped {count} ({reason})" + (f", e.g. {example}" if example else ""))
     if data.duplicates is not None:
-        ctx.echo(f"  {data.duplicates.describe()}")
+        echo(f"  {data.duplicates.describe()}")
     return data
 
 
@@ -135,6 +169,7 @@ def run_experiment(
             return RunOutcome(spec.name, "skipped", None, reason="running elsewhere")
         # Re-check under the lock: a concurrent process may have just finished it.
         if not ctx.force and (done := ctx.tracker.find_finished(key)):
+            ctx.echo(f"  skipped: finished run {done} has the same spec and data (finished a moment ago)")
             return RunOutcome(spec.name, "skipped", done, reason="already finished")
         return train_and_log(suite, spec, data, key, ctx, hooks)
 
@@ -205,12 +240,16 @@ def train_and_log(
         log.log_text(spec.to_yaml(), "spec.yaml")
         log.log_dataset(data.name, str(data.root), data.digest)
         quality = {"skipped": data.quality, "examples": data.quality_examples}
+        if data.unreadable:
+            quality["unreadable"] = dict(list(data.unreadable.items())[:1000])
         if data.duplicates is not None:
             quality["duplicates"] = data.duplicates.report.counts()
         log.log_json(quality, "data/quality.json")
 
         def on_epoch(stats: EpochStats) -> bool:
             log.log_metrics(stats.metrics(), step=stats.epoch)
+            if stats.epoch == 1:
+                pause_point("training")
             ctx.echo(
                 f"  epoch {stats.epoch:>3}/{spec.train.epochs}: train acc {stats.train_accuracy:.3f} "
                 f"loss {stats.train_loss:.3f} | val acc {stats.val_accuracy:.3f} "
@@ -272,6 +311,7 @@ def _log_result(log: RunLogger, spec: ExperimentSpec, data: Dataset, result: Fit
     png, rows = examples_grid(data.x_train, data.y_train, data.class_names, seed=spec.train.seed)
     log.log_bytes(png, "data/examples.png")
     log.log_json({"labels": rows, "per_row": EXAMPLES_PER_ROW}, "data/examples.json")
+    pause_point("artifacts")
     buffer = io.BytesIO()
     torch.save(result.model.state_dict(), buffer)
     log.log_bytes(buffer.getvalue(), "model/weights.pt")

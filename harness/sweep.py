@@ -427,10 +427,16 @@ def run_trial(
     try:
         with _heartbeat(study, trial):
             train_and_log(suite, tspec, data, run_key(tspec, data), ctx, hooks)
-    except (KeyboardInterrupt, TrackingError):
+    except KeyboardInterrupt:
         _fail_and_requeue(study, trial)
         _mark_run_failed(ctx.tracker, trial.user_attrs.get(ATTR_RUN))
         raise
+    except TrackingError as exc:
+        # The store went away: this trial is re-queued and reruns with the sweep, so its
+        # recovery folder (if one was written) need not be replayed.
+        _fail_and_requeue(study, trial)
+        raise TrackingError(f"{exc} — trial {trial.number} was re-queued: rerun the sweep once the "
+                            "server is back (replaying this trial's folder is not needed)") from None
     except Exception as exc:  # noqa: BLE001 - a broken trial fails alone; the sweep goes on
         trial.set_user_attr("harness.failure", f"{type(exc).__name__}: {exc}"[:500])
         study.tell(trial, state=TrialState.FAIL)

@@ -112,7 +112,13 @@ def test_same_seed_same_metrics(tiny_suite: Path, tmp_path: Path) -> None:
     data = load_dataset(spec.data, suite.root, tmp_path / "cache")
     first = fit(build_model(spec, data), data, spec)
     second = fit(build_model(spec, data), data, spec)
+    # Bit for bit: every metric, every prediction and every weight.
     assert [e.metrics() for e in first.history] == [e.metrics() for e in second.history]
+    assert (first.y_pred == second.y_pred).all()
+    import torch
+
+    a, b = first.model.state_dict(), second.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     other = suite.experiments["residual"].model_copy(update={"train": spec.train.model_copy(update={"seed": 1})})
     third = fit(build_model(other, data), data, other)
     assert [e.metrics() for e in third.history] != [e.metrics() for e in first.history]

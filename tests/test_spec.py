@@ -6,9 +6,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import yaml
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from harness.errors import SpecError
 from harness.spec import load_suite
@@ -163,32 +160,6 @@ def test_missing_file_and_unknown_profile(tmp_path: Path) -> None:
         load_suite(tmp_path / "nope.yaml")
     with pytest.raises(SpecError, match=r"no profile 'fulll'.*did you mean 'full'"):
         load_suite(ROOT / "experiments.yaml", profile="fulll")
-
-
-yaml_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(
-        st.sampled_from(["suite", "defaults", "experiments", "data", "model", "train", "sampler",
-                         "name", "epochs", "description", "extends", "a", "b", "cnn", "tags"]) | st.text(max_size=5),
-        children,
-        max_size=4,
-    ),
-    max_leaves=20,
-)
-
-
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(doc=yaml_values)
-def test_random_documents_give_a_suite_or_a_spec_error(tmp_path: Path, doc: object) -> None:
-    path = tmp_path / "random.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    try:
-        suite = load_suite(path)
-    except SpecError as exc:
-        assert str(path) in str(exc)
-    else:
-        assert suite.experiments
 
 
 def test_seeds_expand_into_runs_without_changing_the_first_runs_identity(tiny_suite: Path) -> None:

@@ -9,6 +9,7 @@ an integer in 0..10, or whose class is outside the spec's class set are skipped 
 from __future__ import annotations
 
 import csv
+import functools
 import os
 from collections import Counter
 from pathlib import Path
@@ -131,14 +132,23 @@ def _parse_row(
 
 
 def _safe_path(images: Path, relative: str) -> Path | None:
-    """The image's path if it stays inside the image root; None for absolute or escaping paths."""
+    """The image's path if it stays inside the image root; None for absolute or escaping paths,
+    and for symlinks inside the dataset that lead out of it (the root itself may be a link)."""
     if not relative or os.path.isabs(relative) or relative.startswith("~"):
         return None
     candidate = os.path.normpath(os.path.join(images, relative))
     root = os.path.normpath(images)
     if os.path.commonpath([root, candidate]) != root:
         return None
+    real_root = _realpath(root)
+    if os.path.commonpath([real_root, os.path.realpath(candidate)]) != real_root:
+        return None
     return Path(candidate)
+
+
+@functools.lru_cache(maxsize=8)
+def _realpath(folder: str) -> str:
+    return os.path.realpath(folder)
 
 
 def _box(row: list[str], columns: dict[str, int]) -> tuple[int, int, int, int] | None:

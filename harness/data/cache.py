@@ -14,13 +14,14 @@ import json
 import os
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from harness.data.records import ImageRecord
 from harness.locks import atomic_write_bytes, file_lock
+from harness.testhooks import pause_point
 
 # Bump when decoding/cropping/resizing changes, so old caches are not reused.
 PREPROCESS_VERSION = 2
@@ -51,10 +52,22 @@ class Arrays:
     x: np.ndarray
     y: np.ndarray
     unreadable: list[str]
+    # Why each unreadable image failed ("DecompressionBombError: ..."), keyed like `unreadable`.
+    errors: dict[str, str] = field(default_factory=dict)
 
 
 def decode(record: ImageRecord, prep: Preprocess) -> np.ndarray | None:
     """Open, crop to the face box, and resize one image with PIL; None if it cannot be read."""
+    result = decode_or_error(record, prep)
+    return None if isinstance(result, str) else result
+
+
+def decode_or_error(record: ImageRecord, prep: Preprocess) -> np.ndarray | str:
+    """The preprocessed image, or why it cannot be read, in one line.
+
+    PIL refuses images of more than 2 x Image.MAX_IMAGE_PIXELS pixels (~179 M) with a
+    DecompressionBombError before decoding them, so a decompression bomb costs nothing.
+    """
     from PIL import Image, ImageOps
 
     mode = "RGB" if prep.channels == 3 else "L"
@@ -79,8 +92,9 @@ def decode(record: ImageRecord, prep: Preprocess) -> np.ndarray | None:
             im = _to_mode(im, "L" if im.mode == "L" else mode)
             im = im.resize((prep.image_size, prep.image_size), Image.Resampling.BILINEAR, box=crop)
             array = np.asarray(_to_mode(im, mode), dtype=np.uint8)
-    except Exception:  # noqa: BLE001 - any decoder failure means "unreadable", counted by the caller
-        return None
+    except Exception as exc:  # noqa: BLE001 - any decoder failure means "unreadable", counted by the caller
+        text = str(exc).strip().splitlines()
+        return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
     return array.reshape(prep.image_size, prep.image_size, prep.channels)
 
 
@@ -124,15 +138,20 @@ def _to_mode(im, mode: str):  # noqa: ANN001, ANN202 - PIL images
     return im if im.mode == mode else im.convert(mode)
 
 
-def _decode_chunk(args: tuple[Sequence[ImageRecord], Preprocess]) -> tuple[np.ndarray, np.ndarray]:
+def _decode_chunk(
+    args: tuple[Sequence[ImageRecord], Preprocess],
+) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
     records, prep = args
     out = np.zeros((len(records), prep.image_size, prep.image_size, prep.channels), np.uint8)
     ok = np.zeros(len(records), bool)
+    errors = {}
     for i, record in enumerate(records):
-        array = decode(record, prep)
-        if array is not None:
-            out[i], ok[i] = array, True
-    return out, ok
+        result = decode_or_error(record, prep)
+        if isinstance(result, str):
+            errors[i] = result
+        else:
+            out[i], ok[i] = result, True
+    return out, ok, errors
 
 
 def decode_all(
@@ -142,12 +161,15 @@ def decode_all(
     n = len(records)
     x = np.zeros((n, prep.image_size, prep.image_size, prep.channels), np.uint8)
     ok = np.zeros(n, bool)
+    errors: dict[str, str] = {}
     chunks = [(records[i : i + CHUNK], prep) for i in range(0, n, CHUNK)]
-    for start, (chunk_x, chunk_ok) in zip(range(0, n, CHUNK), _map(chunks, workers, progress, n), strict=True):
+    for start, (chunk_x, chunk_ok, chunk_errors) in zip(range(0, n, CHUNK), _map(chunks, workers, progress, n), strict=True):
         x[start : start + len(chunk_ok)], ok[start : start + len(chunk_ok)] = chunk_x, chunk_ok
+        errors.update({records[start + i].location(): e for i, e in chunk_errors.items()})
+        pause_point("preprocessing")
     y = np.fromiter((r.label for r in records), dtype=np.int64, count=n)
     unreadable = [records[i].location() for i in np.flatnonzero(~ok)]
-    return Arrays(x=x[ok], y=y[ok], unreadable=unreadable)
+    return Arrays(x=x[ok], y=y[ok], unreadable=unreadable, errors=errors)
 
 
 def _worker_signals() -> None:
@@ -228,7 +250,10 @@ def load_or_build(
         if cached is not None:
             return cached, path, False
         arrays = {s: decode_all(r, prep, workers=workers, progress=progress) for s, r in splits.items()}
-        _save(path, arrays)
+        # A split with nothing readable is an error for the caller; such arrays are not worth
+        # keeping, and a failed run should leave the cache as it found it.
+        if all(len(a.y) for a in arrays.values()):
+            _save(path, arrays)
         return arrays, path, True
 
 
@@ -242,6 +267,7 @@ def _save(path: Path, arrays: dict[str, Arrays]) -> None:
     meta = {
         "sha256": hashlib.sha256(data).hexdigest(),
         "unreadable": {s: a.unreadable for s, a in arrays.items()},
+        "errors": {s: a.errors for s, a in arrays.items()},
     }
     # Data first, then the manifest naming its checksum: a crash between leaves no manifest.
     atomic_write_bytes(path, data)
@@ -257,7 +283,10 @@ def _load(path: Path) -> dict[str, Arrays] | None:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             splits = {k[: -len("_x")] for k in npz.files if k.endswith("_x")}
             return {
-                s: Arrays(npz[f"{s}_x"], npz[f"{s}_y"], list(meta["unreadable"].get(s, [])))
+                s: Arrays(
+                    npz[f"{s}_x"], npz[f"{s}_y"], list(meta["unreadable"].get(s, [])),
+                    dict(meta.get("errors", {}).get(s, {})),
+                )
                 for s in splits
             }
     except (OSError, ValueError, KeyError, TypeError):

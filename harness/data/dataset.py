@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from harness.data.records import ImageRecord, Listing
     from harness.spec import DataSpec
 
+# Reasons for skipping that mean an item is broken (not left out on purpose, nor a stray file).
+DAMAGE = frozenset({"unreadable", "missing_file", "unsafe_path", "bad_label", "row_missing_fields",
+                    "row_extra_fields", "wrong_pixel_count", "bad_usage", "empty_file"})  # fmt: skip
 # The splits `harness eval` can score, as named on its command line.
 EVAL_SPLITS = ("test", "validation", "train", "all")
 
@@ -36,6 +39,7 @@ class Dataset:
     cache_path: Path | None = None
     quality: dict[str, int] = field(default_factory=dict)  # skipped items by reason
     quality_examples: dict[str, str] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)  # each unreadable image -> why
     split_path: Path | None = None  # the saved validation split, when it was carved from training
     duplicates: Dedupe | None = None  # duplicate hygiene, unless data.dedupe is "none"
 
@@ -80,13 +84,20 @@ def load_dataset(
     for split, records in splits.items():
         if not records:
             reasons = ", ".join(f"{k}: {v}" for k, v in listing.skipped.items()) or "none listed"
-            raise DataError(f"{root}: no usable {split} images (skipped {reasons})")
+            example = next(iter(listing.skipped_examples.values()), None)
+            raise DataError(
+                f"{root}: no usable {split} images (skipped {reasons}"
+                + (f"; e.g. {example})" if example else ")")
+            )
+    _check_mostly_usable(root, listing.skipped, len(listing.train) + len(listing.val), listing.skipped_examples)
     prep = Preprocess(image_size=spec.image_size, channels=spec.channels)
     arrays, cache_path, _ = load_or_build(cache_dir, splits, prep, progress=progress)
+    unreadable = {p: a.errors.get(p, "cannot be decoded") for a in arrays.values() for p in a.unreadable}
     arrays, names, quality, examples = _usable(arrays, splits, listing, spec.drop_blank)
     for split, a in arrays.items():
         if len(a.y) == 0:
-            raise DataError(f"{root}: no readable {split} images ({len(a.unreadable)} unreadable)")
+            raise DataError(f"{root}: no readable {split} images ({_unreadable(a)})")
+    _check_mostly_usable(root, quality, sum(len(a.y) for a in arrays.values()), examples)
     dedupe = None
     if spec.dedupe != "none":
         arrays, dedupe = _dedupe(arrays, names, listing.class_names, spec)
@@ -107,6 +118,7 @@ def load_dataset(
         cache_path=cache_path,
         quality=quality,
         quality_examples=examples,
+        unreadable=unreadable,
         split_path=split_path,
         duplicates=dedupe,
     )
@@ -163,7 +175,7 @@ def load_split(
     arrays, names, quality, examples = _usable(arrays, {key: records}, listing, spec.drop_blank)
     a = arrays[key]
     if len(a.y) == 0:
-        raise DataError(f"{root}: no readable {chosen} images ({len(a.unreadable)} unreadable)")
+        raise DataError(f"{root}: no readable {chosen} images ({_unreadable(a)})")
     return Split(
         name=listing.name,
         root=root,
@@ -176,6 +188,31 @@ def load_split(
         quality=quality,
         quality_examples=examples,
     )
+
+
+def _check_mostly_usable(root: Path, skipped: dict[str, int], usable: int, examples: dict[str, str]) -> None:
+    """More damaged items than usable ones means the wrong folder or a broken copy: an error.
+
+    A few damaged images or rows are normal in real datasets and are only skipped and counted;
+    what was left out on purpose (another class set, blank faces, duplicates) is no damage.
+    """
+    damaged = {k: v for k, v in skipped.items() if k in DAMAGE}
+    if sum(damaged.values()) > usable:
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(damaged.items()))
+        example = examples.get(max(damaged, key=damaged.__getitem__), "")
+        raise DataError(
+            f"{root}: more images are damaged than usable ({reasons}; {usable} usable; e.g. {example}); "
+            "is data.path the right folder?"
+        )
+
+
+def _unreadable(a: Arrays) -> str:
+    """'N unreadable, e.g. FILE (why)': what a split with nothing readable tells the user."""
+    if not a.unreadable:
+        return "0 unreadable"
+    first = a.unreadable[0]
+    why = f" ({a.errors[first]})" if first in a.errors else ""
+    return f"{len(a.unreadable)} unreadable, e.g. {first}{why}"
 
 
 def _split_counts(listing: Listing) -> str:
@@ -193,7 +230,7 @@ def _usable(
     unreadable = [p for a in arrays.values() for p in a.unreadable]
     if unreadable:
         quality["unreadable"] = len(unreadable)
-        examples["unreadable"] = unreadable[0]
+        examples["unreadable"] = unreadable[0]  # why each one failed: Dataset.unreadable
     names = {split: _decoded_names(splits[split], a) for split, a in arrays.items()}
     if drop_blank:
         arrays, names, blank = _drop_blank(arrays, names)
@@ -220,7 +257,7 @@ def _drop_blank(
         is_blank = flat.min(axis=1) == flat.max(axis=1)
         if is_blank.any():
             blank += [names[split][i] for i in np.flatnonzero(is_blank)]
-            kept[split] = Arrays(a.x[~is_blank], a.y[~is_blank], a.unreadable)
+            kept[split] = Arrays(a.x[~is_blank], a.y[~is_blank], a.unreadable, a.errors)
             kept_names[split] = [n for n, b in zip(names[split], is_blank, strict=True) if not b]
     return kept, kept_names, blank
 
@@ -242,7 +279,7 @@ def _dedupe(
             keep = np.ones(len(arrays[split].y), bool)
             keep[rows] = False
             a = arrays[split]
-            kept[split] = Arrays(a.x[keep], a.y[keep], a.unreadable)
+            kept[split] = Arrays(a.x[keep], a.y[keep], a.unreadable, a.errors)
     detail = summary(report, names, spec.dedupe)
     return kept, Dedupe(spec.dedupe, report, detail, hashes["train"])
 

@@ -4,6 +4,11 @@ Everything goes through an explicit `MlflowClient(tracking_uri)`: no global MLfl
 Per-epoch metrics are sent as one batch per epoch, never per step. A run that raises ends
 FAILED, one interrupted by Ctrl-C or SIGTERM ends KILLED; a run whose process was killed
 outright (SIGKILL, power loss) is marked FAILED by the next invocation (`reap_stale_runs`).
+
+If the tracking server goes away during a run, training goes on: everything the run logs is
+also kept in memory (`RunLogger.journal`), and at the end the harness tries the server once
+more, then writes what the server missed to a recovery folder and says how to replay it
+(`harness recover FOLDER`, see `harness.tracking.recovery`).
 """
 
 from __future__ import annotations
@@ -12,15 +17,15 @@ import json
 import os
 import re
 import socket
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError, TrackingError
+from harness.locks import file_lock
 
 TAG = "harness."
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")  # MLflow run ids: uuid4 hex
@@ -70,6 +75,8 @@ class Tracker:
     experiment_name: str
     client: Any
     experiment_id: str
+    # Where a run's results go when the server went away mid-run (see harness.tracking.recovery).
+    recovery_dir: Path | None = None
 
     def find_finished(self, run_key: str) -> str | None:
         """The id of a FINISHED training run with this key, if there is one."""
@@ -120,8 +127,26 @@ class Tracker:
         except BaseException as exc:
             self._end(run.info.run_id, "FAILED", first_line(exc))
             raise
-        else:
-            self.client.set_terminated(run.info.run_id, status="FINISHED")
+        logger.finish()
+        if logger.lost is not None:
+            self._keep_for_recovery(logger, run_name, all_tags)
+
+    def _keep_for_recovery(self, logger: RunLogger, run_name: str, tags: Mapping[str, str]) -> None:
+        """The server went away mid-run: replay now if it is back, else save a recovery folder."""
+        from harness.tracking.recovery import replay, write_bundle
+
+        try:
+            replay(self.client, logger.run_id, logger.journal, only_unsent=True)
+            return
+        except Exception:  # noqa: BLE001 - still down: keep the results locally
+            pass
+        folder = (self.recovery_dir or Path(".cache/harness/recovery")).resolve() / logger.run_id
+        write_bundle(folder, self.tracking_uri, self.experiment_name, logger.run_id, run_name, tags, logger.journal)
+        raise TrackingError(
+            f"{self.tracking_uri}: the tracking server went away during run '{run_name}' "
+            f"({logger.lost}); training finished and its results are kept in {folder}; "
+            f"when the server is back, run: harness recover {folder}"
+        )
 
     def find_training_run(self, run_ref: str) -> Any:
         """The run with this id, or the newest FINISHED training run of this experiment name."""
@@ -185,62 +210,94 @@ class Tracker:
 
 
 class RunLogger:
-    """Writes to one open run."""
+    """Writes to one open run, and keeps a journal of every call so a lost server loses nothing.
+
+    After the first failed call (`lost` says why) nothing more is sent: the rest of the run goes
+    to the journal only, and `Tracker.run` replays it or saves it for `harness recover`.
+    """
 
     def __init__(self, client: Any, run_id: str) -> None:
         self.client = client
         self.run_id = run_id
+        self.journal: list[dict[str, Any]] = []
+        self.lost: str | None = None
 
     def log_params(self, params: Mapping[str, str]) -> None:
         """All params in batches (MLflow takes at most 100 per call)."""
-        from mlflow.entities import Param
-
-        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
-        for i in range(0, len(items), 100):
-            self.client.log_batch(self.run_id, params=items[i : i + 100], synchronous=True)
+        self._send({"kind": "params", "params": {k: str(v)[:6000] for k, v in params.items()}})
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         """Several metrics at one step in a single round trip."""
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
-        self.client.log_batch(self.run_id, metrics=batch, synchronous=True)
+        event = {"kind": "metrics", "metrics": {k: float(v) for k, v in metrics.items()}, "step": step}
+        self._send({**event, "timestamp": int(time.time() * 1000)})
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         """Several tags in one round trip."""
-        from mlflow.entities import RunTag
-
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()], synchronous=True)
+        self._send({"kind": "tags", "tags": {k: str(v) for k, v in tags.items()}})
 
     def log_text(self, text: str, artifact_file: str) -> None:
         """A text artifact (YAML, CSV, HTML)."""
-        self.client.log_text(self.run_id, text, artifact_file)
+        self.log_bytes(text.encode("utf-8"), artifact_file)
 
     def log_json(self, data: Any, artifact_file: str) -> None:
         """A JSON artifact."""
-        self.client.log_text(self.run_id, json.dumps(data, indent=1), artifact_file)
+        self.log_text(json.dumps(data, indent=1), artifact_file)
 
     def log_bytes(self, data: bytes, artifact_file: str) -> None:
         """A binary artifact (PNG, model weights), written through a temporary file."""
-        folder, name = os.path.split(artifact_file)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / name
-            path.write_bytes(data)
-            self.client.log_artifact(self.run_id, str(path), folder or None)
+        self._send({"kind": "artifact", "path": artifact_file, "data": data})
 
     def log_dataset(self, name: str, source: str, digest: str, context: str = "training") -> None:
         """Record the dataset (name, location, digest) as the run's input, as mlflow.log_input does."""
-        from mlflow.data.meta_dataset import MetaDataset
-        from mlflow.data.sources import LocalArtifactDatasetSource
-        from mlflow.entities import DatasetInput, InputTag
+        self._send({"kind": "dataset", "name": name, "source": source, "digest": digest, "context": context})
 
-        dataset = MetaDataset(LocalArtifactDatasetSource(source), name=name, digest=digest)
-        tag = InputTag(key="mlflow.data.context", value=context)
-        self.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), [tag])])
+    def finish(self) -> None:
+        """End the run FINISHED."""
+        self._send({"kind": "end", "status": "FINISHED"})
+
+    def _send(self, event: dict[str, Any]) -> None:
+        from harness.tracking.recovery import send
+
+        if self.lost is None:
+            try:
+                send(self.client, self.run_id, event)
+            except Exception as exc:  # noqa: BLE001 - whatever the store's failure, keep the event
+                self.lost = first_line(exc)
+        event["sent"] = self.lost is None
+        self.journal.append(event)
 
 
-def connect(tracking_uri: str, experiment_name: str) -> Tracker:
+def _store_lock(tracking_uri: str) -> Any:
+    """For a local sqlite store, a lock beside it: MLflow creates and migrates its tables on first
+    use, and two processes doing that at once corrupt the schema version (seen in
+    tests/test_faults.py). Other stores need none."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return nullcontext()
+    db = Path(tracking_uri[len("sqlite:///") :])
+    return file_lock(db.with_name(f"{db.name}.lock"))
+
+
+def check_reachable(tracking_uri: str) -> None:
+    """Fail fast if the tracking store cannot be reached, without creating or changing anything."""
+    import logging
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri[len("sqlite:///") :])
+        if not db.exists():  # created on first use: its folder must be writable
+            if not db.parent.is_dir() or not os.access(db.parent, os.W_OK):
+                raise TrackingError(f"{tracking_uri}: tracking store unavailable: {db.parent} is not a writable folder")
+            return
+    from mlflow import MlflowClient
+
+    try:
+        with _store_lock(tracking_uri):
+            MlflowClient(tracking_uri=tracking_uri).search_experiments(max_results=1)
+    except Exception as exc:  # noqa: BLE001 - unreachable server, locked or corrupt database, ...
+        raise TrackingError(f"{tracking_uri}: tracking store unavailable: {first_line(exc)}") from None
+
+
+def connect(tracking_uri: str, experiment_name: str, recovery_dir: Path | None = None) -> Tracker:
     """Open (creating if needed) the suite's experiment; fails fast if the store is unreachable."""
     import logging
 
@@ -249,22 +306,23 @@ def connect(tracking_uri: str, experiment_name: str) -> Tracker:
     from mlflow import MlflowClient
 
     try:
-        client = MlflowClient(tracking_uri=tracking_uri)
-        experiment = client.get_experiment_by_name(experiment_name)
-        if experiment is None:
-            experiment_id = _create_experiment(client, tracking_uri, experiment_name)
-        elif experiment.lifecycle_stage == "deleted":
-            raise TrackingError(
-                f"{tracking_uri}: experiment '{experiment_name}' is deleted; restore it "
-                "(mlflow experiments restore) or choose another suite name"
-            )
-        else:
-            experiment_id = experiment.experiment_id
+        with _store_lock(tracking_uri):
+            client = MlflowClient(tracking_uri=tracking_uri)
+            experiment = client.get_experiment_by_name(experiment_name)
+            if experiment is None:
+                experiment_id = _create_experiment(client, tracking_uri, experiment_name)
+            elif experiment.lifecycle_stage == "deleted":
+                raise TrackingError(
+                    f"{tracking_uri}: experiment '{experiment_name}' is deleted; restore it "
+                    "(mlflow experiments restore) or choose another suite name"
+                )
+            else:
+                experiment_id = experiment.experiment_id
     except TrackingError:
         raise
     except Exception as exc:  # noqa: BLE001 - unreachable server, locked or corrupt database, ...
         raise TrackingError(f"{tracking_uri}: tracking store unavailable: {first_line(exc)}") from None
-    return Tracker(tracking_uri, experiment_name, client, experiment_id)
+    return Tracker(tracking_uri, experiment_name, client, experiment_id, recovery_dir)
 
 
 def _create_experiment(client: Any, tracking_uri: str, name: str) -> str:
