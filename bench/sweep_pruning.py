@@ -37,13 +37,14 @@ REPORT = REPO / "reports" / "bench.json"
 STUDY = "residual"
 
 
+# The study's own pruner is measured by default; `--pruners median,hyperband` adds others.
 PRUNERS = {
     "median": {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 2},
     "hyperband": {"name": "hyperband", "min_resource": 1, "reduction_factor": 3},
 }
 
 
-def make_project(folder: Path, *, epochs: int, per_epoch: int) -> list[str]:
+def make_project(folder: Path, *, epochs: int, per_epoch: int, pruners: Sequence[str]) -> list[str]:
     """A copy of experiments.yaml whose studies are the residual study under each pruner and none."""
     doc = yaml.safe_load((REPO / "experiments.yaml").read_text())
     data = doc["defaults"]["data"]
@@ -52,7 +53,7 @@ def make_project(folder: Path, *, epochs: int, per_epoch: int) -> list[str]:
     base = study.setdefault("base", {})
     base.setdefault("train", {})["epochs"] = epochs
     base.setdefault("sampler", {})["per_epoch"] = per_epoch
-    doc["studies"] = {name: {**study, "pruner": pruner} for name, pruner in PRUNERS.items()}
+    doc["studies"] = {name: {**study, "pruner": PRUNERS[name]} for name in pruners}
     doc["studies"]["unpruned"] = {**study, "pruner": {"name": "none"}}
     (folder / "experiments.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     return list(doc["studies"])
@@ -102,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--per-epoch", type=int, default=400)
+    parser.add_argument("--pruners", default="median", help=f"comma list of {', '.join(PRUNERS)}")
     parser.add_argument("--out", type=Path, default=None, help=f"JSON report to merge into (default {REPORT})")
     args = parser.parse_args(argv)
     if args.quick:
@@ -110,7 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                    stderr=subprocess.DEVNULL)
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         folder = Path(tmp)
-        studies = make_project(folder, epochs=args.epochs, per_epoch=args.per_epoch)
+        pruners = [p for p in args.pruners.split(",") if p]
+        unknown = [p for p in pruners if p not in PRUNERS]
+        if unknown:
+            parser.error(f"unknown pruner {unknown[0]}; choose from {', '.join(PRUNERS)}")
+        studies = make_project(folder, epochs=args.epochs, per_epoch=args.per_epoch, pruners=pruners)
         seconds = {s: run_sweep(folder, s, args.trials) for s in studies}
         results = {s: summarize(folder, s, args.epochs) for s in studies}
     doc = yaml.safe_load((REPO / "experiments.yaml").read_text())
@@ -123,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'sweep':<10} {'trials':>6} {'pruned':>6} {'epochs':>7} {'best':>7} {'seconds':>8}")
     for name, r in results.items():
         print(f"{name:<10} {r['trials']:>6} {r['pruned']:>6} {r['epochs_run']:>7} {r['best_value']:>7.4f} {seconds[name]:>8.0f}")
-    for name in PRUNERS:
+    for name in pruners:
         r = results[name]
         saved = 1 - r["epochs_run"] / full["epochs_run"]
         gap = full["best_value"] - r["best_value"]
