@@ -37,3 +37,10 @@ def confusion_heatmap(
         yaxis={"title": {"text": "true class"}, "autorange": "reversed"},
     )
     return figure
+
+
+def paper_markers(x: Sequence[str], y: Sequence[float | None], name: str) -> Any:
+    """Black diamonds at the accuracies the study reported, laid over our bars."""
+    import plotly.graph_objects as go
+
+    return go.Scatter(x=list(x), y=list(y), mode="markers", marker={"symbol": "diamond", "size": 12, "color": "black"}, name=name)

@@ -606,6 +606,8 @@ def _architecture_section(runs: Sequence[RunRecord]) -> _Section:
 def _architecture_bars(runs: Sequence[RunRecord]) -> str:
     import plotly.graph_objects as go
 
+    from harness.figures import paper_markers
+
     names = [_esc(run.experiment) for run in runs]
     fig = go.Figure()
     for key, label in (
@@ -614,15 +616,7 @@ def _architecture_bars(runs: Sequence[RunRecord]) -> str:
         ("final_val_macro_f1", "macro-F1"),
     ):
         fig.add_trace(go.Bar(x=names, y=_rounded([run.metric(key) for run in runs]), name=label))
-    fig.add_trace(
-        go.Scatter(
-            x=names,
-            y=[run.paper_val_accuracy for run in runs],
-            mode="markers",
-            marker={"symbol": "diamond", "size": 12, "color": "black"},
-            name="paper-reported val. accuracy",
-        )
-    )
+    fig.add_trace(paper_markers(names, [run.paper_val_accuracy for run in runs], "paper-reported val. accuracy"))
     fig.update_layout(
         title={"text": "Final validation metrics by architecture"},
         barmode="group",

@@ -443,6 +443,8 @@ def _ours_cell(values: tuple[float, float | None, Interval | None, str]) -> str 
 def _paper_figure(runs: Sequence[RunRecord], ours: Mapping[str, tuple[Any, ...]]) -> str:
     import plotly.graph_objects as go
 
+    from harness.figures import paper_markers
+
     names = [f"{_esc(run.paper_iteration)}: {_esc(run.experiment)}" for run in runs]
     means = [ours[run.experiment][0] for run in runs]
     intervals = [ours[run.experiment][2] for run in runs]
@@ -461,15 +463,7 @@ def _paper_figure(runs: Sequence[RunRecord], ours: Mapping[str, tuple[Any, ...]]
             },
         )
     )
-    fig.add_trace(
-        go.Scatter(
-            x=names,
-            y=[run.paper_val_accuracy for run in runs],
-            mode="markers",
-            marker={"symbol": "diamond", "size": 12, "color": "black"},
-            name="paper-reported",
-        )
-    )
+    fig.add_trace(paper_markers(names, [run.paper_val_accuracy for run in runs], "paper-reported"))
     fig.update_layout(
         title={"text": "Validation accuracy per paper iteration: paper vs reproduced"},
         xaxis={"title": {"text": "paper iteration: experiment"}},
