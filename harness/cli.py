@@ -261,7 +261,7 @@ def _retrain_best(args: argparse.Namespace, suite: Any, ctx: Any, storage: str) 
     spec = spec.model_copy(update={"description": f"Best trial ({best.number}) of study '{study.name}'"})
     hooks = RunHooks(tags={"harness.from_study": study.name, "harness.from_trial": str(best.number)})
     _echo(f"retraining trial {best.number} of '{study.name}' as experiment '{spec.name}'")
-    outcome = run_experiment(suite, spec, load_data(spec, ctx), ctx, hooks)
+    outcome = run_experiment(suite, spec, load_data(spec, ctx.project_root, ctx.cache_dir, _echo), ctx, hooks)
     acc = f"val acc {outcome.val_accuracy:.3f}" if outcome.val_accuracy is not None else outcome.reason
     print(f"{outcome.name:<34} {outcome.status:<9} {acc:<22} {outcome.run_id or ''}")
     return 0

@@ -239,7 +239,7 @@ def work(cfg: SweepConfig, echo: Echo, worker: int = 0) -> int:
     storage = open_storage(cfg.storage_url)
     salt = _salt(storage, suite, spec, worker)
     study = load_study(storage, suite, spec, salt=salt, epochs=base.train.epochs)
-    data = load_data(base, ctx)
+    data = load_data(base, ctx.project_root, ctx.cache_dir, echo)
     lock = sweep_lock(Path(cfg.cache_dir), cfg.storage_url, study.study_name)
     ran = failures = 0
     while True:
