@@ -87,7 +87,8 @@ class Sizes:
     train_repeats: int
     eval_images: int
     gemm_n: int
-    gemm_calls: int  # matmuls per timed repeat
+    gemm_calls: int  # at most this many matmuls per timed repeat
+    gemm_seconds: float  # ... and about this long
     gemm_repeats: int
     tracking_epochs: int | None  # None: the experiment's own epochs and per_epoch
     tracking_per_epoch: int | None
@@ -99,14 +100,14 @@ FULL = Sizes(
     pipeline_images=1024, pipeline_repeats=5, large_scale=0.003,
     # bf16 is emulated on CPUs without AVX512-BF16/AMX (5-15x slower): fewer batches there.
     train_batches={"fp32": 4, "bf16": 2}, train_repeats=3, eval_images=1024,
-    gemm_n=2048, gemm_calls=8, gemm_repeats=5,
+    gemm_n=2048, gemm_calls=50, gemm_seconds=0.5, gemm_repeats=5,
     tracking_epochs=None, tracking_per_epoch=None, tracking_repeats=3,
 )  # fmt: skip
 QUICK = Sizes(
     overhead_images=128, overhead_repeats=3,
     pipeline_images=128, pipeline_repeats=2, large_scale=0.0005,
     train_batches={"fp32": 1, "bf16": 1}, train_repeats=2, eval_images=256,
-    gemm_n=512, gemm_calls=4, gemm_repeats=3,
+    gemm_n=512, gemm_calls=8, gemm_seconds=0.1, gemm_repeats=3,
     tracking_epochs=2, tracking_per_epoch=128, tracking_repeats=2,
 )  # fmt: skip
 # Quick mode trains small models on a tiny generated dataset, so it runs in about a minute.
@@ -393,22 +394,30 @@ def gemm_peaks(sizes: Sizes, device: str) -> tuple[dict[str, float], dict]:
         a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
         mats[name] = (a, b, torch.empty(n, n, device=device, dtype=dtype))
 
+    calls: dict[str, int] = {}
+    for name, (a, b, out) in mats.items():
+        torch.matmul(a, b, out=out)  # warm-up: oneDNN/cuBLAS pick their kernels on the first call
+        synchronize(device)
+        started = time.perf_counter()
+        torch.matmul(a, b, out=out)
+        synchronize(device)
+        # Enough calls for ~gemm_seconds a repeat: an emulated bf16 GEMM can be 10x slower.
+        one = max(time.perf_counter() - started, 1e-6)
+        calls[name] = max(1, min(sizes.gemm_calls, round(sizes.gemm_seconds / one)))
+
     def loop(name: str) -> Callable[[], None]:
         a, b, out = mats[name]
 
         def run() -> None:
-            for _ in range(sizes.gemm_calls):
+            for _ in range(calls[name]):
                 torch.matmul(a, b, out=out)
 
         return run
 
     variants = {name: loop(name) for name in mats}
-    for run in variants.values():  # warm-up: oneDNN/cuBLAS pick their kernels on the first call
-        run()
     seconds, _ = time_variants(variants, sizes.gemm_repeats, before=lambda: synchronize(device))
-    flop = 2 * n**3 * sizes.gemm_calls
-    peaks = {name: flop / statistics.median(s) / 1e9 for name, s in seconds.items()}
-    return peaks, {"n": n, "calls": sizes.gemm_calls, "seconds": rounded(seconds, 4)}
+    peaks = {name: 2 * n**3 * calls[name] / statistics.median(s) / 1e9 for name, s in seconds.items()}
+    return peaks, {"n": n, "calls": calls, "seconds": rounded(seconds, 4)}
 
 
 def flops_per_image(model: torch.nn.Module, spec: ExperimentSpec, device: str, *, train: bool) -> float:
@@ -498,7 +507,7 @@ def measure_efficiency(suite: Suite, data: Dataset, sizes: Sizes, device: str, b
     keys["efficiency_residual_cnn"] = fraction
     keys["efficiency_residual_cnn_target"] = TARGETS["efficiency"]
     keys["efficiency_residual_cnn_met"] = met(fraction, TARGETS["efficiency"], at_most=False)
-    print(f"2  GEMM peak ({gemm_details['n']}x{gemm_details['n']}): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
+    print(f"2  GEMM peak ({gemm_details['n']}x{gemm_details['n']}): fp32 {peaks['fp32']:.1f} GFLOP/s, bf16 {peaks['bf16']:.1f} GFLOP/s")
     for run_name, img_s, gflop_s, fraction in rows:
         print(f"   {run_name:<24} {img_s:>8.0f} img/s {gflop_s:>7.1f} GFLOP/s {fraction:>6.1%} of peak")
     print(f"   residual CNN at `auto` ({auto}): {keys['efficiency_residual_cnn']:.1%} of peak (target >= {TARGETS['efficiency']:.0%})")
