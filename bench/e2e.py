@@ -48,8 +48,10 @@ def timed_run(argv: Sequence[str], cwd: Path, log: Path) -> dict[str, float]:
     data_at: float | None = None  # when the first dataset was loaded (the cache built)
     started = time.perf_counter()
     with open(log, "w") as fh:
+        # Unbuffered, so that each progress line arrives (and is timed) when it is printed.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen(
-            argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+            argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env
         )
         assert proc.stdout is not None
         for line in proc.stdout:

@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if out is not None:
         details = machine(command_line("bench/startup.py", argv))
-        details |= {"repeats": repeats, "seconds": rounded(seconds), "heavy_imports": heavy}
+        details |= {"quick": args.quick, "repeats": repeats, "seconds": rounded(seconds), "heavy_imports": heavy}
         merge_report(out, keys, "startup", details)
         print(f"wrote {out}", file=sys.stderr)
     return 0

@@ -507,6 +507,7 @@ def measure_efficiency(suite: Suite, data: Dataset, sizes: Sizes, device: str, b
     keys["efficiency_residual_cnn"] = fraction
     keys["efficiency_residual_cnn_target"] = TARGETS["efficiency"]
     keys["efficiency_residual_cnn_met"] = met(fraction, TARGETS["efficiency"], at_most=False)
+    keys["efficiency_eval_residual_cnn"] = keys[f"eval_residual_cnn_{auto}_peak_fraction"]
     print(f"2  GEMM peak ({gemm_details['n']}x{gemm_details['n']}): fp32 {peaks['fp32']:.1f} GFLOP/s, bf16 {peaks['bf16']:.1f} GFLOP/s")
     for run_name, img_s, gflop_s, fraction in rows:
         print(f"   {run_name:<24} {img_s:>8.0f} img/s {gflop_s:>7.1f} GFLOP/s {fraction:>6.1%} of peak")
