@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out or (None if args.quick else REPORT)
     harness = str(Path(sys.executable).with_name("harness"))
     os.environ.pop("MLFLOW_TRACKING_URI", None)  # the fresh project's own mlflow.db
-    details = machine(command_line("bench/e2e.py", argv)) | {"profile": profile}
+    details = machine(command_line("bench/e2e.py", argv)) | {"profile": profile, "quick": args.quick}
     with tempfile.TemporaryDirectory(prefix="fer-bench-e2e-") as tmp:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
