@@ -66,10 +66,11 @@ def run_quick(script: str, out: Path, *extra: str) -> str:
 def test_quick_benchmarks_write_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     run_quick("startup.py", out)
+    run_quick("preprocess.py", out)
     run_quick("training.py", out)
     data = json.loads(out.read_text())
     for key in (
-        "startup_help_s", "train_overhead", "train_pipeline_suite_speedup", "train_pipeline_large_speedup",
+        "startup_help_s", "preprocess_affectnet_ratio", "train_overhead", "train_pipeline_suite_speedup", "train_pipeline_large_speedup",
         "gemm_fp32_gflop_s", "efficiency_residual_cnn", "tracking_overhead",
     ):  # fmt: skip
         assert isinstance(data[key], int | float), key
