@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast reproduce report bench lint clean-results
+.PHONY: setup test test-fast reproduce report bench bench-e2e bench-sweep lint clean-results
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,9 +34,25 @@ reproduce: $(STAMP)
 report: $(STAMP)
 	$(BIN)/harness report
 
-# Benchmarks (not part of `make test`): ratios measured side by side in one run → reports/bench.json.
+# Benchmarks (not part of `make test`): ratios measured side by side in one run → reports/bench.json,
+# then one table of every figure against its target. About 8 minutes on 2 quiet cores.
+# BENCH_E2E=1 also times `make reproduce` phase by phase (~13 min more): see bench/RESULTS.md.
 bench: $(STAMP)
 	$(BIN)/python bench/preprocess.py
+	$(BIN)/python bench/training.py
+	$(BIN)/python bench/startup.py
+	@if [ -n "$(BENCH_E2E)" ]; then $(BIN)/python bench/e2e.py; fi
+	$(BIN)/python bench/summary.py
+
+# `make reproduce` in a fresh temporary project, split by phase (~13 min on 2 cores).
+bench-e2e: $(STAMP)
+	$(BIN)/python bench/e2e.py
+	$(BIN)/python bench/summary.py
+
+# The same sweep with and without its pruner (~25 min on 2 cores): apart from `make bench`.
+bench-sweep: $(STAMP)
+	$(BIN)/python bench/sweep_pruning.py
+	$(BIN)/python bench/summary.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check harness tests bench

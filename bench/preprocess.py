@@ -26,20 +26,18 @@ they differ by more than MAX_MEAN_ABS_DIFF grey levels on average.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
-import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from common import REPO, REPORT, cpu_model, merge_report, time_variants
 from PIL import Image
 
 # Only what the decoder's workers need anyway, at the top: spawned workers re-import this
@@ -47,9 +45,7 @@ from PIL import Image
 from harness.data.cache import CHUNK, Preprocess, decode_all
 from harness.data.records import ImageRecord
 
-REPO = Path(__file__).resolve().parents[1]
 FER2013_TRAIN = REPO.parent / "shared" / "data" / "fer2013" / "train"
-REPORT = REPO / "reports" / "bench.json"
 # The study's input: 32x32 RGB (FER2013's grey faces become three equal channels).
 PREP = Preprocess(image_size=32, channels=3)
 # Images per input (full, quick). 8,000 FER2013 faces take ~1 s per plain pass here; synth
@@ -124,20 +120,6 @@ def harness_decode(
             f"harness could not read {len(arrays.unreadable)} images, e.g. {arrays.unreadable[0]}"
         )
     return arrays.x
-
-
-def time_variants(
-    variants: dict[str, Callable[[], np.ndarray]], repeats: int
-) -> tuple[dict[str, list[float]], dict[str, np.ndarray]]:
-    """Seconds per repeat for each variant (interleaved), and each variant's last output."""
-    seconds: dict[str, list[float]] = {name: [] for name in variants}
-    outputs: dict[str, np.ndarray] = {}
-    for _ in range(repeats):
-        for name, run in variants.items():
-            start = time.perf_counter()
-            outputs[name] = run()
-            seconds[name].append(time.perf_counter() - start)
-    return seconds, outputs
 
 
 def measure(
@@ -259,24 +241,8 @@ def print_table(results: Sequence[Result]) -> None:
 
 def write_report(path: Path, results: Sequence[Result], details: dict[str, object]) -> None:
     """Merge this benchmark's keys into the JSON report (read, update, atomic write)."""
-    from harness.locks import atomic_write_bytes
-
-    data = json.loads(path.read_text()) if path.exists() else {}
-    for result in results:
-        data.update(report_keys(result))
-    data.setdefault("details", {})["preprocess"] = details
-    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
-
-
-def cpu_model() -> str:
-    """The CPU's model name, as lscpu shows it."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    keys = {k: v for result in results for k, v in report_keys(result).items()}
+    merge_report(path, keys, "preprocess", details)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

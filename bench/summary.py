@@ -1,0 +1,113 @@
+"""Print every ratio in reports/bench.json with its target and whether it is met.
+
+The benchmarks write the figures; this only reads them, so it can be rerun at any time. A row
+whose key is missing was not measured (its benchmark has not run, e.g. `make bench-e2e`).
+Each section's date and load average come from the report's details: figures measured on a
+busy machine say so.
+
+    .venv/bin/python bench/summary.py [--report reports/bench.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from common import REPORT
+
+
+@dataclass(frozen=True)
+class Row:
+    """One figure: its key, how to show it, and its target (None: shown for context only)."""
+
+    item: str
+    label: str
+    key: str
+    unit: str  # "%", "x", "s"
+    target: float | None = None
+    at_most: bool = False  # the target is a ceiling (overheads, times), not a floor
+    section: str = ""  # the details section holding its date
+
+
+ROWS = (
+    Row("1a", "harness overhead vs a bare PyTorch loop", "train_overhead", "%", 0.05, True, "training"),
+    Row("1b", "speed-up vs per-item PIL Dataset + DataLoader(2), suite images", "train_pipeline_suite_speedup", "x", 3.0, False, "training"),
+    Row("1b", "speed-up vs per-item PIL Dataset + DataLoader(2), 400-700 px images", "train_pipeline_large_speedup", "x", 3.0, False, "training"),
+    Row("2", "residual CNN training, fraction of GEMM peak (auto precision)", "efficiency_residual_cnn", "%", 0.40, False, "training"),
+    Row("2", "plain CNN training, fp32, fraction of fp32 GEMM peak", "train_cnn_fp32_peak_fraction", "%", section="training"),
+    Row("2", "residual CNN training, fp32", "train_residual_cnn_fp32_peak_fraction", "%", section="training"),
+    Row("2", "ResNeXt training, fp32", "train_resnext_fp32_peak_fraction", "%", section="training"),
+    Row("2", "plain CNN training, bf16, fraction of bf16 GEMM peak", "train_cnn_bf16_peak_fraction", "%", section="training"),
+    Row("2", "residual CNN training, bf16", "train_residual_cnn_bf16_peak_fraction", "%", section="training"),
+    Row("2", "ResNeXt training, bf16", "train_resnext_bf16_peak_fraction", "%", section="training"),
+    Row("2", "residual CNN inference (eval batch), auto precision", "efficiency_eval_residual_cnn", "%", section="training"),
+    Row("3", "MLflow tracking overhead on one experiment", "tracking_overhead", "%", 0.02, True, "training"),
+    Row("4", "preprocessing vs plain PIL loop, fer2013 48 px", "preprocess_fer2013_ratio", "x", 1.8, False, "preprocess"),
+    Row("4", "preprocessing vs plain PIL loop, 400-700 px", "preprocess_affectnet_ratio", "x", 4.0, False, "preprocess"),
+    Row("5", "make reproduce after set-up (make bench-e2e)", "e2e_total_s", "s", 900.0, True, "e2e"),
+    Row("5", "make reproduce --profile smoke", "e2e_smoke_total_s", "s", section="e2e_smoke"),
+    Row("6", "harness --help wall time", "startup_help_s", "s", 1.0, True, "startup"),
+    Row("7", "CUDA: harness overhead vs a bare loop", "train_overhead_cuda", "%", 0.05, True, "training_cuda"),
+    Row("7", "CUDA: residual CNN, fraction of GEMM peak", "efficiency_residual_cnn_cuda", "%", 0.40, False, "training_cuda"),
+    Row("7", "CUDA: MLflow tracking overhead", "tracking_overhead_cuda", "%", 0.02, True, "training_cuda"),
+    Row("-", "sweep pruning (make bench-sweep): median pruner, epochs saved", "sweep_pruning.median.epochs_saved_fraction", "%", 0.5, False, "sweep_pruning"),
+)
+
+
+def show(value: float, unit: str) -> str:
+    """A figure in its unit."""
+    if unit == "%":
+        return f"{value:.1%}"
+    if unit == "x":
+        return f"{value:.2f}x"
+    return f"{value:.2f} s" if value < 10 else f"{value:.0f} s"
+
+
+def target_text(row: Row) -> str:
+    """The target with its direction, or a dash."""
+    if row.target is None:
+        return "-"
+    return ("<= " if row.at_most else ">= ") + show(row.target, row.unit)
+
+
+def verdict(row: Row, value: float) -> str:
+    """yes / NO against the target, or a dash for context rows."""
+    if row.target is None:
+        return "-"
+    ok = value <= row.target if row.at_most else value >= row.target
+    return "yes" if ok else "NO"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--report", type=Path, default=REPORT)
+    args = parser.parse_args(argv)
+    if not args.report.exists():
+        print(f"{args.report}: no benchmark report yet (run make bench)", file=sys.stderr)
+        return 1
+    data = json.loads(args.report.read_text())
+    details = data.get("details", {})
+    width = max(len(r.label) for r in ROWS)
+    header = f"{'item':<4} {'figure':<{width}} {'value':>9} {'target':>10} {'met':>4}  measured"
+    print(header)
+    print("-" * len(header))
+    for row in ROWS:
+        if row.key not in data:
+            if row.target is not None and row.item != "7":
+                print(f"{row.item:<4} {row.label:<{width}} {'-':>9} {target_text(row):>10} {'-':>4}  not measured")
+            continue
+        value = data[row.key]
+        section = details.get(row.section, {})
+        when = section.get("date", "?")[:16].replace("T", " ")
+        load = section.get("loadavg_at_start")
+        note = f"{when}" + (f", load {load[0]:.1f}" if load else "") + (" (quick)" if section.get("quick") else "")
+        print(f"{row.item:<4} {row.label:<{width}} {show(value, row.unit):>9} {target_text(row):>10} {verdict(row, value):>4}  {note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
