@@ -8,12 +8,14 @@ of a balanced accuracy on this validation set: sqrt(mean_c p(1-p)/n_c) / sqrt(C)
 best value as p — the spread two equally good models show on the same images (target: the gap
 is at most 2 SE).
 
-To keep the unpruned sweep inside the bench budget on 2 cores, both sweeps shorten the study's
-epochs (`--epochs`, default 10 epochs of `--per-epoch` 400 images); everything else is the
-study as written in experiments.yaml.
+Both sweeps train `--epochs` epochs per trial (default 10, the study's own). The study's base is
+the balanced residual CNN, whose epochs are `cap` images of each class (the searched
+`sampler.cap`), so `per_epoch` plays no part; everything else is the study as written in
+experiments.yaml.
 
     .venv/bin/python bench/sweep_pruning.py              # 2 x 20 trials, writes reports/bench.json
     .venv/bin/python bench/sweep_pruning.py --quick      # 2 x 4 trials of 3 epochs, prints only
+    .venv/bin/python bench/sweep_pruning.py --pruners median,hyperband   # also Hyperband
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ PRUNERS = {
 }
 
 
-def make_project(folder: Path, *, epochs: int, per_epoch: int, pruners: Sequence[str]) -> list[str]:
+def make_project(folder: Path, *, epochs: int, pruners: Sequence[str]) -> list[str]:
     """A copy of experiments.yaml whose studies are the residual study under each pruner and none."""
     doc = yaml.safe_load((REPO / "experiments.yaml").read_text())
     data = doc["defaults"]["data"]
@@ -52,7 +54,6 @@ def make_project(folder: Path, *, epochs: int, per_epoch: int, pruners: Sequence
     study = doc["studies"][STUDY]
     base = study.setdefault("base", {})
     base.setdefault("train", {})["epochs"] = epochs
-    base.setdefault("sampler", {})["per_epoch"] = per_epoch
     doc["studies"] = {name: {**study, "pruner": PRUNERS[name]} for name in pruners}
     doc["studies"]["unpruned"] = {**study, "pruner": {"name": "none"}}
     (folder / "experiments.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -102,12 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="2 x 4 trials of 3 epochs, prints only")
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--per-epoch", type=int, default=400)
     parser.add_argument("--pruners", default="median", help=f"comma list of {', '.join(PRUNERS)}")
     parser.add_argument("--out", type=Path, default=None, help=f"JSON report to merge into (default {REPORT})")
     args = parser.parse_args(argv)
     if args.quick:
-        args.trials, args.epochs, args.per_epoch = 4, 3, 200
+        args.trials, args.epochs = 4, 3
     subprocess.run([str(Path(sys.executable).with_name("harness")), "data", "synth"], cwd=REPO, check=True,
                    stderr=subprocess.DEVNULL)
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         unknown = [p for p in pruners if p not in PRUNERS]
         if unknown:
             parser.error(f"unknown pruner {unknown[0]}; choose from {', '.join(PRUNERS)}")
-        studies = make_project(folder, epochs=args.epochs, per_epoch=args.per_epoch, pruners=pruners)
+        studies = make_project(folder, epochs=args.epochs, pruners=pruners)
         seconds = {s: run_sweep(folder, s, args.trials) for s in studies}
         results = {s: summarize(folder, s, args.epochs) for s in studies}
     doc = yaml.safe_load((REPO / "experiments.yaml").read_text())
@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data.update(keys)
         data.setdefault("details", {})["sweep_pruning"] = {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            "study": STUDY, "trials": args.trials, "epochs": args.epochs, "per_epoch": args.per_epoch,
+            "study": STUDY, "trials": args.trials, "epochs": args.epochs, "pruners": pruners,
             "results": results, "cpu_count": os.cpu_count(),
         }
         atomic_write_bytes(out, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
