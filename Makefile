@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast reproduce report bench bench-e2e bench-sweep lint clean-results
+.PHONY: setup test test-fast test-bench reproduce report bench bench-e2e bench-sweep lint clean-results
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,11 +20,19 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# Two pytest-xdist workers (one torch thread each), a test file per worker at a time: the suite's
+# subprocesses, servers and trainings overlap on the 2 cores. Benchmarks' --quick smoke runs are
+# `make test-bench` (the benchmarks themselves are `make bench`).
+XDIST := -n 2 --dist loadfile
+
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) -m "not bench" --durations=25 $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) -m "not slow and not bench" $(PYTEST_ARGS)
+
+test-bench: $(STAMP)
+	$(BIN)/python -m pytest -m bench $(PYTEST_ARGS)
 
 reproduce: $(STAMP)
 	$(BIN)/harness data synth

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-# Tests run on 2 cores next to pytest itself: keep torch from oversubscribing them.
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Tests run on 2 cores next to pytest itself: keep torch from oversubscribing them (one thread
+# per pytest-xdist worker when `make test` runs two of them).
+os.environ.setdefault("OMP_NUM_THREADS", "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")
 
 TINY_SCALE = 0.002  # ~850 training images: enough to train a step, small enough for seconds
 TINY_VAL = 4

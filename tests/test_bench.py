@@ -63,6 +63,7 @@ def run_quick(script: str, out: Path, *extra: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.bench
 def test_quick_benchmarks_write_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     run_quick("startup.py", out)
@@ -84,6 +85,7 @@ def test_quick_benchmarks_write_every_figure(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.bench
 def test_quick_end_to_end_splits_every_experiment(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     run_quick("e2e.py", out)
