@@ -214,6 +214,7 @@ def _wait_for(proc: subprocess.Popen, needle: str, timeout: float = 240) -> str:
 @pytest.mark.parametrize(
     ("sig", "point"),
     [(signal.SIGKILL, "mid-epoch"), (signal.SIGTERM, "mid-epoch"), (signal.SIGKILL, "between trials")],
+    ids=["SIGKILL-mid-epoch", "SIGTERM-mid-epoch", "SIGKILL-between-trials"],
 )
 def test_interrupted_sweep_resumes_without_repeating_finished_trials(
     sweep_suite: Path, sig: signal.Signals, point: str
