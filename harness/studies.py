@@ -24,7 +24,6 @@ checked when the suite loads: each bound and each choice must give a valid spec.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -94,8 +93,8 @@ class Param(_Strict):
             return trial.suggest_int(name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
         if self.type == "float":
             return trial.suggest_float(name, float(self.low), float(self.high), step=self.step, log=self.log)
-        encoded = [_encode(c) for c in self.choices or ()]
-        return _decode(trial.suggest_categorical(name, encoded))
+        encoded = [encode_choice(c) for c in self.choices or ()]
+        return decode_choice(trial.suggest_categorical(name, encoded))
 
 
 class SamplerChoice(_Strict):
@@ -163,11 +162,13 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def _encode(value: Any) -> Scalar:
+def encode_choice(value: Any) -> Scalar:
+    """A categorical value as Optuna stores it: lists become JSON strings."""
     return json.dumps(list(value)) if isinstance(value, tuple | list) else value
 
 
-def _decode(value: Any) -> Any:
+def decode_choice(value: Any) -> Any:
+    """The inverse of `encode_choice`."""
     if isinstance(value, str) and value.startswith("["):
         return json.loads(value)
     return value
@@ -294,8 +295,3 @@ def _check_key(path: Path, where: str, key: str, study: StudySpec, base: Experim
 def _tail(message: str, path: Path) -> str:
     """A nested spec error without its repeated file prefix."""
     return message.removeprefix(f"{path}: ")
-
-
-def is_finite(value: float | None) -> bool:
-    """True for a real number (not None, NaN or infinite)."""
-    return value is not None and math.isfinite(value)

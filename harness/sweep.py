@@ -184,6 +184,8 @@ def load_study(
     """
     import optuna
 
+    from harness.studies import encode_choice
+
     name = optuna_study_name(suite, spec)
     try:
         study = optuna.create_study(
@@ -207,14 +209,8 @@ def load_study(
         )
     if enqueue and not study.get_trials(deepcopy=False):
         for values in spec.enqueue:
-            study.enqueue_trial({k: _encode_value(v) for k, v in values.items()}, skip_if_exists=True)
+            study.enqueue_trial({k: encode_choice(v) for k, v in values.items()}, skip_if_exists=True)
     return study
-
-
-def _encode_value(value: Any) -> Any:
-    from harness.studies import _encode
-
-    return _encode(tuple(value) if isinstance(value, list) else value)
 
 
 # ----------------------------------------------------------------------------- one worker
@@ -611,7 +607,7 @@ def _worker_main(cfg: SweepConfig, index: int) -> None:
 
 def summarize(study: optuna.Study, *, with_importances: bool = False) -> tuple[list[TrialRow], dict[str, float]]:
     """Every trial of the study as rows, and (optionally) Optuna's parameter importances."""
-    from harness.studies import _decode
+    from harness.studies import decode_choice
 
     rows = []
     for t in study.get_trials(deepcopy=False):
@@ -620,7 +616,7 @@ def summarize(study: optuna.Study, *, with_importances: bool = False) -> tuple[l
             number=t.number,
             state=t.state.name,
             value=t.value if t.value is not None and math.isfinite(t.value) else None,
-            params={k: _decode(v) for k, v in t.params.items()},
+            params={k: decode_choice(v) for k, v in t.params.items()},
             intermediate={str(k): v for k, v in sorted(t.intermediate_values.items())},
             mlflow_run_id=t.user_attrs.get(ATTR_RUN),
             duration_s=duration,
