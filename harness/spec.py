@@ -3,11 +3,11 @@
 A suite file (``experiments.yaml``) has four top-level keys::
 
     suite: fer-study            # the MLflow experiment that holds every run
-    defaults: {data, sampler, model, train}
-    profiles: {NAME: {data, sampler, model, train,      # optional, e.g. `full` for a GPU
-                      experiments: {NAME: {data, sampler, model, train}}}}
-    experiments: {NAME: {description, paper_val_accuracy, iteration, tags, extends,
-                         data, sampler, model, train}}
+    defaults: {data, sampler, model, train, augment}
+    profiles: {NAME: {data, sampler, model, train, augment,  # optional, e.g. `full` for a GPU
+                      experiments: {NAME: {data, sampler, model, train, augment}}}}
+    experiments: {NAME: {description, paper_val_accuracy, iteration, tags, extends, ladder,
+                         data, sampler, model, train, augment}}
     studies: {NAME: {experiment, objective, direction, sampler, pruner, trials, ...}}  # sweeps
 
 An experiment's settings resolve as: defaults ← its `extends` chain ← its own keys ←
@@ -33,11 +33,18 @@ from harness.classes import CLASS_SETS
 from harness.errors import SpecError
 from harness.registry import did_you_mean
 
-SECTIONS = ("data", "sampler", "model", "train")
-EXPERIMENT_META = ("description", "paper_val_accuracy", "iteration", "tags", "extends")
+SECTIONS = ("data", "sampler", "model", "train", "augment")
+EXPERIMENT_META = ("description", "paper_val_accuracy", "iteration", "tags", "extends", "ladder")
 TOP_LEVEL = ("suite", "defaults", "profiles", "experiments", "studies")
 # Spec fields that say how many runs to make rather than what one run trains.
 NOT_TRAINED: dict[str, set[str]] = {"train": {"seeds"}}
+# Fields added after the study's runs were first recorded (the modern recipe's ingredients). Left
+# at their defaults they stay out of the training dict, so every earlier run keeps its spec hash,
+# its MLflow params and its skip check: adding an ingredient never re-trains the study.
+LATER_FIELDS: dict[str, set[str]] = {
+    "train": {"label_smoothing", "schedule", "warmup", "ema", "tta"},
+    "augment": {"crop", "flip", "rotate", "erasing", "mixup", "cutmix"},
+}
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
@@ -129,12 +136,47 @@ class TrainSpec(_Strict):
     # Not part of what one run trains, so it stays out of the spec hash (see training_dict).
     seeds: int = Field(1, ge=1, le=100)
 
+    # The modern recipe's ingredients (issue "beyond the study"); the defaults are the study's.
+    # Cross-entropy against targets smoothed by this much (Szegedy et al., 2016); 0 = hard labels.
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    # Learning rate per step: "constant" (the study's), "onecycle" (OneCycleLR) or "cosine"
+    # (linear warm-up, then cosine to 0); see harness.augment.lr_scheduler.
+    schedule: Literal["constant", "onecycle", "cosine"] = "constant"
+    # Fraction of all steps spent warming up (onecycle: 0 means PyTorch's 0.3).
+    warmup: float = Field(0.0, ge=0, lt=1)
+    # Decay of an exponential moving average of the weights, which is then what is evaluated and
+    # saved (0 = off; 0.999 is usual for a few thousand steps).
+    ema: float = Field(0.0, ge=0, lt=1)
+    # Test-time augmentation at evaluation: "flip" averages the softmax of each image and its mirror.
+    tta: Literal["none", "flip"] = "none"
+
     @field_validator("optimizer")
     @classmethod
     def _known_optimizer(cls, value: str) -> str:
         from harness.optim import OPTIMIZERS
 
         OPTIMIZERS.get(value)
+        return value
+
+
+class AugmentSpec(_Strict):
+    """Batched on-device training augmentation (harness.augment); all off by default, as in the study."""
+
+    # Random resized crop: the crop's side as a fraction of the image's side, drawn uniformly from
+    # [low, high], anywhere inside the image, resized back to the full size. [1, 1] = no crop.
+    crop: tuple[float, float] = (1.0, 1.0)
+    flip: bool = False  # horizontal flip, half of the images
+    rotate: float = Field(0.0, ge=0, le=180)  # rotation, uniform in ± this many degrees
+    erasing: float = Field(0.0, ge=0, le=1)  # random erasing: probability per image
+    mixup: float = Field(0.0, ge=0)  # mixup's Beta(alpha, alpha); 0 = off
+    cutmix: float = Field(0.0, ge=0)  # cutmix's Beta(alpha, alpha); 0 = off
+
+    @field_validator("crop")
+    @classmethod
+    def _crop_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0 < low <= high <= 1:
+            raise ValueError(f"expected 0 < low <= high <= 1, got [{low}, {high}]")
         return value
 
 
@@ -146,17 +188,32 @@ class ExperimentSpec(_Strict):
     paper_val_accuracy: float | None = Field(None, ge=0, le=1)
     iteration: int | str | None = None
     tags: tuple[str, ...] = ()
+    # A rung of an ablation ladder (0 = its starting point; each rung adds one ingredient to the
+    # one before): the report's "beyond the study" section plots the rungs in this order.
+    ladder: int | None = Field(None, ge=0)
     data: DataSpec = DataSpec()
     sampler: SamplerSpec = SamplerSpec()
     model: ModelSpec = ModelSpec()
     train: TrainSpec = TrainSpec()
+    augment: AugmentSpec = AugmentSpec()
 
     def training_dict(self) -> dict[str, Any]:
-        """The settings that change what is trained (not descriptions, tags or the seed count)."""
-        return {
-            s: getattr(self, s).model_dump(mode="json", exclude=NOT_TRAINED.get(s, set()))
-            for s in SECTIONS
-        }
+        """The settings that change what is trained (not descriptions, tags or the seed count).
+
+        Later fields at their defaults are left out (see LATER_FIELDS), and so is a section left
+        empty by that: a spec that uses no modern ingredient has the same dict as before them.
+        """
+        out: dict[str, Any] = {}
+        for s in SECTIONS:
+            section = getattr(self, s)
+            values = section.model_dump(mode="json", exclude=NOT_TRAINED.get(s, set()))
+            defaults = type(section)().model_dump(mode="json")
+            for key in LATER_FIELDS.get(s, set()):
+                if values.get(key) == defaults.get(key):
+                    values.pop(key, None)
+            if values or s not in LATER_FIELDS:
+                out[s] = values
+        return out
 
     def seed_specs(self) -> list[ExperimentSpec]:
         """One spec per repeated seed: train.seed, train.seed + 1, ... (`train.seeds` of them)."""

@@ -17,7 +17,7 @@ A study in the suite file::
           train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
           model.widths: {type: categorical, choices: [[32, 64, 128, 128], [32, 64, 128, 256]]}
 
-Space keys are `section.field` for the sampler, model and train sections. Every range is
+Space keys are `section.field` for the sampler, model, train and augment sections. Every range is
 checked when the suite loads: each bound and each choice must give a valid spec.
 """
 
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from harness.spec import ExperimentSpec
 
-SEARCHABLE = ("sampler", "model", "train")
+SEARCHABLE = ("sampler", "model", "train", "augment")
 OBJECTIVES = ("val_accuracy", "val_balanced_accuracy", "val_macro_f1", "val_loss")
 Scalar = bool | int | float | str
 

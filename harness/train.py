@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from harness.augment import ModelEma, augment_batch, lr_scheduler, mix_batch
 from harness.data.samplers import SAMPLERS, class_weights
 from harness.metrics import Evaluation, evaluate
 from harness.optim import OPTIMIZERS
@@ -159,10 +160,16 @@ def fit(
     weight = None
     if spec.sampler.class_weighted_loss:
         weight = torch.from_numpy(class_weights(data.y_train, data.num_classes)).to(device)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=train.label_smoothing)
     x_train, y_train = to_tensor(data.x_train, device), torch.from_numpy(data.y_train).to(device)
     x_val, y_val = to_tensor(data.x_val, device), torch.from_numpy(data.y_val).to(device)
     sampler = SAMPLERS.get(spec.sampler.name)
+    steps = train.epochs * steps_per_epoch(spec, data.y_train)
+    step = StepTools(
+        scheduler=lr_scheduler(optimizer, train, steps),
+        ema=ModelEma(model, train.ema) if train.ema > 0 else None,
+    )
+    evaluated = step.ema.module if step.ema is not None else model
     history: list[EpochStats] = []
     sampled: list[int] = []
     for epoch in range(1, train.epochs + 1):
@@ -171,10 +178,10 @@ def fit(
             sampled = data.class_counts(data.y_train[indices])
         started = time.perf_counter()
         train_loss, train_acc = train_one_epoch(
-            model, optimizer, loss_fn, x_train, y_train, indices, spec, device, channels_last
+            model, optimizer, loss_fn, x_train, y_train, indices, spec, device, channels_last, step
         )
         seconds = time.perf_counter() - started
-        val_loss, y_pred = predict(model, x_val, y_val, spec, device, channels_last=channels_last)
+        val_loss, y_pred = predict(evaluated, x_val, y_val, spec, device, channels_last=channels_last)
         scores = evaluate(data.y_val, y_pred, data.class_names)
         stats = EpochStats(
             epoch=epoch,
@@ -190,7 +197,28 @@ def fit(
         history.append(stats)
         if on_epoch is not None and on_epoch(stats):
             break
-    return FitResult(model=model, history=history, evaluation=scores, y_pred=y_pred, sampled_per_epoch=sampled)
+    return FitResult(model=evaluated, history=history, evaluation=scores, y_pred=y_pred, sampled_per_epoch=sampled)
+
+
+@dataclass(frozen=True)
+class StepTools:
+    """What runs after every optimizer step besides the step itself (each None when off)."""
+
+    scheduler: Any = None  # a per-step LR scheduler (train.schedule)
+    ema: ModelEma | None = None  # the weight average (train.ema)
+
+    def after_step(self, model: torch.nn.Module) -> None:
+        """Advance the schedule and the weight average by one step."""
+        if self.scheduler is not None:
+            self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(model)
+
+
+def steps_per_epoch(spec: ExperimentSpec, labels: np.ndarray) -> int:
+    """Optimizer steps in one epoch: both samplers draw the same number of images every epoch."""
+    drawn = SAMPLERS.get(spec.sampler.name)(labels, spec.sampler.per_epoch, spec.sampler.cap, np.random.default_rng(0))
+    return -(-len(drawn) // spec.train.batch_size)
 
 
 def _autocast(spec: ExperimentSpec, device: str) -> Any:
@@ -213,8 +241,13 @@ def train_one_epoch(
     spec: ExperimentSpec,
     device: str,
     channels_last: bool = False,
+    step: StepTools | None = None,
 ) -> tuple[float, float]:
-    """One pass over `indices` in mini-batches; returns (mean loss, accuracy) on those images."""
+    """One pass over `indices` in mini-batches; returns (mean loss, accuracy) on those images.
+
+    Each batch is augmented (spec.augment: crop/flip/rotation/erasing, then mixup/cutmix) on the
+    device; with the default spec there is no augmentation and this is the study's plain loop.
+    """
     import torch
 
     model.train()
@@ -224,13 +257,18 @@ def train_one_epoch(
     batch = spec.train.batch_size
     for start in range(0, len(order), batch):
         idx = order[start : start + batch]
-        xb, yb = batch_input(x[idx], channels_last), y[idx]
+        xb, yb = augment_batch(batch_input(x[idx], channels_last), spec.augment), y[idx]
+        xb, yb, y_mix, lam = mix_batch(xb, yb, spec.augment)
         with _autocast(spec, device):
             logits = model(xb)
             loss = loss_fn(logits.float(), yb)
+            if y_mix is not None:
+                loss = lam * loss + (1 - lam) * loss_fn(logits.float(), y_mix)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if step is not None:
+            step.after_step(model)
         loss_sum += loss.detach() * len(idx)
         hits += (logits.detach().argmax(1) == yb).sum()
     n = max(len(order), 1)
@@ -257,6 +295,10 @@ def predict(
             xb = batch_input(x[start : start + batch], channels_last)
             with _autocast(spec, device):
                 logits = model(xb).float()
+                if spec.train.tta == "flip":
+                    # The mean of the softmax over the image and its mirror, as log-probabilities.
+                    probs = logits.softmax(1) + model(xb.flip(3)).float().softmax(1)
+                    logits = (probs / 2).log()
             if y is not None:
                 # Unweighted loss for reporting: validation loss is comparable across runs.
                 loss_sum += torch.nn.functional.cross_entropy(logits, y[start : start + batch], reduction="sum")
