@@ -162,6 +162,9 @@ def run_experiment(
     key = run_key(spec, data)
     if not ctx.force and (done := ctx.tracker.find_finished(key)):
         ctx.echo(f"  skipped: finished run {done} has the same spec and data (--force retrains)")
+        # Descriptions, comparison groups and ladder rungs are not part of what is trained: the
+        # suite file may have changed them since, and the report reads them from the run.
+        ctx.tracker.refresh_tags(done, describing_tags(spec))
         return RunOutcome(spec.name, "skipped", done, reason="already finished")
     with file_lock(ctx.cache_dir / "locks" / f"{key}.lock", blocking=False) as acquired:
         if not acquired:
@@ -174,14 +177,24 @@ def run_experiment(
         return train_and_log(suite, spec, data, key, ctx, hooks)
 
 
+def describing_tags(spec: ExperimentSpec) -> dict[str, str]:
+    """The tags that describe an experiment (from the suite file) rather than what it trained."""
+    tags = {"harness.comparisons": ",".join(spec.tags), "harness.description": spec.description}
+    if spec.iteration is not None:
+        tags["harness.paper_iteration"] = str(spec.iteration)
+    if spec.paper_val_accuracy is not None:
+        tags["harness.paper_val_accuracy"] = str(spec.paper_val_accuracy)
+    if spec.ladder is not None:
+        tags["harness.ladder_rung"] = str(spec.ladder)
+    return tags
+
+
 def _tags(suite: Suite, spec: ExperimentSpec, data: Dataset, key: str, root: Path) -> dict[str, str]:
     tags = {
         "harness.experiment": spec.name,
         "harness.spec_hash": spec.spec_hash(),
         "harness.run_key": key,
         "harness.git_commit": code_version(root),
-        "harness.comparisons": ",".join(spec.tags),
-        "harness.description": spec.description,
         "harness.dataset": data.name,
         "harness.dataset_digest": data.digest,
         "harness.eval_split": "validation",
@@ -189,10 +202,7 @@ def _tags(suite: Suite, spec: ExperimentSpec, data: Dataset, key: str, root: Pat
         "harness.kind": KIND_TRAIN,
         "harness.suite_file": str(suite.path),
     }
-    if spec.iteration is not None:
-        tags["harness.paper_iteration"] = str(spec.iteration)
-    if spec.paper_val_accuracy is not None:
-        tags["harness.paper_val_accuracy"] = str(spec.paper_val_accuracy)
+    tags.update(describing_tags(spec))
     if suite.profile:
         tags["harness.profile"] = suite.profile
     return tags

@@ -118,6 +118,12 @@ class RunRecord:
         """The validation accuracy the paper reports for this iteration, if it gives one."""
         return _as_float(self.tags.get("harness.paper_val_accuracy"))
 
+    @property
+    def ladder_rung(self) -> int | None:
+        """The run's rung on an ablation ladder (tag harness.ladder_rung), if it is on one."""
+        raw = self.tags.get("harness.ladder_rung")
+        return int(raw) if raw is not None and raw.isdigit() else None
+
     def metric(self, key: str) -> float | None:
         """The final (latest) value of a metric, or None if it was never logged."""
         return self.metrics.get(key)

@@ -88,6 +88,13 @@ class Tracker:
         )
         return runs[0].info.run_id if runs else None
 
+    def refresh_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        """Bring a finished run's descriptive tags up to date with the suite file (see runner)."""
+        run = self.client.get_run(run_id)
+        for key, value in tags.items():
+            if run.data.tags.get(key) != value:
+                self.client.set_tag(run_id, key, value)
+
     def reap_stale_runs(self) -> list[str]:
         """Mark RUNNING runs of dead processes on this host FAILED; returns their ids."""
         host = socket.gethostname()
