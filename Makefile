@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast test-bench reproduce report bench bench-e2e bench-sweep lint clean-results
+.PHONY: setup test test-fast test-bench reproduce report beyond bench bench-e2e bench-sweep lint clean-results
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,16 @@ reproduce: $(STAMP)
 
 report: $(STAMP)
 	$(BIN)/harness report
+
+# Beyond the study (beyond.yaml): the ablation ladder from the study's best model to the modern
+# recipe on FER2013, then reports/beyond.html. FER2013 is not shipped: FER2013=PATH names Kaggle's
+# fer2013.csv, its folder, or the image-folder form's train/ folder. BEYOND=NAMES runs only those
+# experiments (e.g. BEYOND=modern_cpu); PROFILE=gpu trains every rung at full length on a GPU.
+FER2013 ?= ../shared/data/fer2013/train
+BEYOND  ?= study_best ladder_augment ladder_batchnorm ladder_schedule ladder_smoothing ladder_tta modern_cpu
+beyond: $(STAMP)
+	$(BIN)/harness run --config beyond.yaml --data fer2013:$(FER2013) $(if $(PROFILE),--profile $(PROFILE)) $(BEYOND)
+	$(BIN)/harness report --config beyond.yaml --out reports/beyond.html
 
 # Benchmarks (not part of `make test`): ratios measured side by side in one run → reports/bench.json,
 # then one table of every figure against its target. About 8 minutes on 2 quiet cores.

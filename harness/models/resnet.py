@@ -30,7 +30,7 @@ from torch import nn
 
 from harness.models.registry import register_model, require
 
-Stem = Literal["small", "imagenet"]
+Stem = Literal["small", "strided", "imagenet"]
 
 
 def _downsample(in_ch: int, out_ch: int, stride: int) -> nn.Module | None:
@@ -113,9 +113,10 @@ def _stem(in_channels: int, width: int, stem: Stem) -> nn.Sequential:
             nn.ReLU(inplace=True),
             nn.MaxPool2d(3, stride=2, padding=1),
         )
-    # Small faces keep their full resolution into the first stage.
+    # Small faces keep their full resolution into the first stage ("small"), or half of it
+    # ("strided": a stride-2 3x3 conv, 4x cheaper stages; measured 48 px: 54 → ~200 img/s on 2 cores).
     return nn.Sequential(
-        nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
+        nn.Conv2d(in_channels, width, 3, stride=2 if stem == "strided" else 1, padding=1, bias=False),
         nn.BatchNorm2d(width),
         nn.ReLU(inplace=True),
     )
@@ -190,7 +191,8 @@ def _check_resnet(
     require(stem_width >= 1, model, f"stem_width must be positive, got {stem_width}")
     require(0.0 <= dropout < 1.0, model, f"dropout must be in [0, 1), got {dropout}")
     require(
-        stem in ("small", "imagenet"), model, f"stem must be 'small' or 'imagenet', got {stem!r}"
+        stem in ("small", "strided", "imagenet"), model,
+        f"stem must be 'small', 'strided' or 'imagenet', got {stem!r}",
     )
 
 
