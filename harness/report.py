@@ -36,6 +36,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("architecture", "Plain vs residual vs ResNeXt"),
     ("confusion", "Confusion matrices"),
     ("sweeps", "Hyper-parameter sweeps"),
+    ("beyond", "Beyond the study: a modern recipe"),
     ("examples", "Preprocessed examples (paper Figure 4)"),
     ("data-quality", "Data quality and duplicates"),
     ("methods", "Methods: intervals and tests"),
@@ -102,6 +103,7 @@ def build_report(tracking_uri: str, experiment_name: str, out_path: Path) -> Rep
 
 
 def _sections(suite: Suite, generated: datetime) -> list[_Section]:
+    from harness.report_beyond import beyond_section
     from harness.report_stats import (
         claims_section,
         headlines,
@@ -124,6 +126,7 @@ def _sections(suite: Suite, generated: datetime) -> list[_Section]:
         _architecture_section(runs),
         _confusion_section(runs),
         sweeps_section(suite),
+        beyond_section(suite, table),
         _examples_section(runs),
         _data_quality_section(runs),
         methods_section(),

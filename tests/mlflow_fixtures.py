@@ -12,7 +12,7 @@ import io
 import json
 import tempfile
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,12 +67,14 @@ def log_fake_run(
     with_weights: bool = False,
     train_seed: int = 0,
     quality: float | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> str:
     """Log one fake training run (tags, params, metrics, artifacts) and return its run id.
 
     `seed` seeds the fake numbers only; `train_seed` is the training seed the run claims
     (tag harness.seed, param train.seed), so repeated seeds of one experiment can be faked;
     `quality` fixes the model's typical recall (random in [0.35, 0.6] by default);
+    `tags` are added to (or replace) the run's harness.* tags, e.g. harness.ladder_rung;
     `omit_artifacts` names artifact paths to leave out; `with_weights` adds model/weights.pt,
     which needs torch and is off by default to keep tests fast.
     """
@@ -94,7 +96,7 @@ def log_fake_run(
         experiment_id,
         start_time=start,
         run_name=name,
-        tags=_tags(name, params, comparisons, paper_acc, paper_iteration, train_seed),
+        tags={**_tags(name, params, comparisons, paper_acc, paper_iteration, train_seed), **(tags or {})},
     )
     run_id = run.info.run_id
 

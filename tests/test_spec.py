@@ -58,7 +58,7 @@ def test_repository_suite_lists_every_study_iteration() -> None:
     for spec in suite.experiments.values():
         assert spec.description and spec.tags
         assert spec.train.batch_size == 128 and spec.data.image_size == 32 and spec.data.channels == 3
-        if "beyond" not in spec.tags or spec.ladder == 0:  # the modern recipe uses SGD
+        if "beyond" not in spec.tags or spec.ladder == 0:  # the modern recipe uses AdamW
             assert spec.train.optimizer == "adam"
     assert suite.experiments["cnn_residual"].paper_val_accuracy == pytest.approx(0.297)
     assert suite.experiments["cnn_residual_balanced"].paper_val_accuracy == pytest.approx(0.356)
