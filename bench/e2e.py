@@ -45,7 +45,8 @@ def timed(argv: Sequence[str], cwd: Path, log: Path) -> float:
 def timed_run(argv: Sequence[str], cwd: Path, log: Path) -> dict[str, float]:
     """`harness run`, split into phases by the moments its progress lines appear."""
     starts: list[tuple[str, float]] = []  # (experiment, when its "[i/n]" line appeared)
-    data_at: float | None = None  # when the first dataset was loaded (the cache built)
+    first_at: float | None = None  # the first output line: imports done, preprocessing begins
+    data_at: float | None = None  # the last "data ..." line before the first experiment
     started = time.perf_counter()
     with open(log, "w") as fh:
         # Unbuffered, so that each progress line arrives (and is timed) when it is printed.
@@ -57,20 +58,26 @@ def timed_run(argv: Sequence[str], cwd: Path, log: Path) -> dict[str, float]:
         for line in proc.stdout:
             now = time.perf_counter() - started
             fh.write(f"{now:8.2f} {line}")
+            first_at = now if first_at is None else first_at
             if match := EXPERIMENT_LINE.match(line):
                 starts.append((match.group(3), now))
-            elif line.startswith("  data ") and data_at is None:
+            elif line.startswith("  data ") and not starts:
+                # `harness run` loads (and caches) every dataset before it opens the store.
                 data_at = now
         code = proc.wait()
     total = time.perf_counter() - started
     if code != 0:
         sys.exit(f"{' '.join(argv)} failed ({code}):\n{log.read_text()[-3000:]}")
-    if not starts or data_at is None:
+    if not starts or data_at is None or first_at is None:
         return {"run_total": total}
-    phases = {"run_startup": starts[0][1], "preprocessing": data_at - starts[0][1]}
+    phases = {
+        "run_startup": first_at,  # the interpreter and the imports, up to the first line
+        "preprocessing": data_at - first_at,  # listing, decoding and caching every dataset
+        "store_startup": starts[0][1] - data_at,  # connecting to (creating) the MLflow store
+    }
     ends = [at for _, at in starts[1:]] + [total]
-    for i, ((name, at), end) in enumerate(zip(starts, ends, strict=True)):
-        phases[f"experiment.{name}"] = end - (data_at if i == 0 else at)
+    for (name, at), end in zip(starts, ends, strict=True):
+        phases[f"experiment.{name}"] = end - at
     return phases
 
 
