@@ -82,7 +82,7 @@ FER2013_REFERENCES: tuple[Reference, ...] = (
     Reference(0.65, 0.65, "human agreement ≈65%", "#7f7f7f"),
     Reference(
         0.67, 0.67,
-        "the quick modern recipe's reported ≈67% (validation split, on a faster 2-core machine)", "#2ca02c",
+        "the quick modern recipe, reported ≈67% (validation split, on a faster 2-core machine)", "#2ca02c",
     ),
     Reference(
         0.72, 0.74, "published single models (test-split-selected checkpoints)", "#d62728",

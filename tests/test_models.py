@@ -141,7 +141,7 @@ def test_unknown_param_names_the_nearest() -> None:
         ("resnext", {"depths": (1, 1)}, "one entry per stage"),
         ("resnext", {"cardinality": 0}, "cardinality must be positive"),
         ("resnext", {"widths": (8, 16, 32), "base_width": 4}, "no channels per group"),
-        ("resnet", {"stem": "cifar"}, "stem must be one of 'small', 'imagenet'"),
+        ("resnet", {"stem": "cifar"}, "stem must be one of 'small', 'strided', 'imagenet'"),
     ],
 )
 def test_bad_param_values_raise_spec_error(name: str, params: dict, match: str) -> None:

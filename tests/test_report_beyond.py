@@ -164,7 +164,7 @@ def test_reference_lines_only_for_fer2013(store: Store, fer_body: str) -> None:
     ]  # fmt: skip
     assert {shape["name"]: shape["y0"] for shape in shapes} == {
         "human agreement ≈65%": 0.65,
-        "the quick modern recipe's reported ≈67% (validation split, on a faster 2-core machine)": 0.67,
+        "the quick modern recipe, reported ≈67% (validation split, on a faster 2-core machine)": 0.67,
         "published single models (test-split-selected checkpoints)": 0.72,
     }
     assert all(shape["showlegend"] for shape in shapes)

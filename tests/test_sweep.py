@@ -105,7 +105,7 @@ GOOD_SPACE = "    space: {train.lr: {type: float, low: 0.0001, high: 0.01, log: 
         ("    experiment: plain\n    trails: 3\n" + GOOD_SPACE, r"studies\.s\.trails: unknown key; did you mean 'trials'"),
         ("    experiment: plain\n    space: {}\n", r"studies\.s\.space: Value error|the search space is empty"),
         ("    experiment: plain\n    base: {data: {image_size: 16}}\n" + GOOD_SPACE,
-         r"studies\.s\.base\.data: only sampler, model, train can change per study"),
+         r"studies\.s\.base\.data: only sampler, model, train, augment can change per study"),
         ("    experiment: plain\n    enqueue: [{train.momentum: 0.9}]\n" + GOOD_SPACE,
          r"studies\.s\.enqueue\[0\]\.train\.momentum: not in the study's space"),
     ],
