@@ -35,6 +35,7 @@ from harness.report_stats import (
     _p,
     _pp,
     _seed_list,
+    difference_cells,
     headline,
     recall_intervals,
     source_line,
@@ -464,14 +465,7 @@ def _step_row(result: ComparisonResult) -> dict[str, Any]:
     interval = difference.accuracy
     return {
         **row,
-        "Seeds": f"{difference.n_seeds[0]}, {difference.n_seeds[1]}",
-        "Δ accuracy [95% CI], pp": f"{_pp(interval.estimate)} {_bracket(interval)}",
-        "Δ balanced accuracy [95% CI], pp": (
-            f"{_pp(difference.balanced_accuracy.estimate)} {_bracket(difference.balanced_accuracy)}"
-        ),
-        "McNemar (only new right / only previous right), p": "; ".join(
-            f"{test.b}/{test.c}, {_p(test.p_value)}" for test in result.mcnemar
-        ),
+        **difference_cells(result, ("new", "previous")),
         "Reading": (
             "excludes zero: " + ("gain" if interval.low > 0 else "loss")
             if interval.excludes_zero()

@@ -303,18 +303,25 @@ def _comparison_row(result: ComparisonResult) -> dict[str, Any]:
     }
     if difference is None:
         return {**row, "Verdict": f"missing: {result.missing}"}
-    tests = result.mcnemar
+    return {**row, **difference_cells(result, ("A", "B")), "Verdict": result.verdict}
+
+
+def difference_cells(result: ComparisonResult, sides: tuple[str, str]) -> dict[str, str]:
+    """The table cells of one paired difference: seeds, Δ accuracy and Δ balanced accuracy with
+    their 95% intervals, and McNemar's discordant counts and p per seed. `sides` names A and B
+    in the headers (e.g. ("A", "B") or ("new", "previous"))."""
+    difference = result.difference
+    assert difference is not None, "difference_cells needs a computed difference"
+    a, b = sides
     return {
-        **row,
-        "Seeds (A, B)": f"{difference.n_seeds[0]}, {difference.n_seeds[1]}",
+        f"Seeds ({a}, {b})": f"{difference.n_seeds[0]}, {difference.n_seeds[1]}",
         "Δ accuracy [95% CI], pp": f"{_pp(difference.accuracy.estimate)} {_bracket(difference.accuracy)}",
         "Δ balanced accuracy [95% CI], pp": (
             f"{_pp(difference.balanced_accuracy.estimate)} {_bracket(difference.balanced_accuracy)}"
         ),
-        "McNemar (A only right / B only right), p": (
-            "; ".join(f"{test.b}/{test.c}, {_p(test.p_value)}" for test in tests)
+        f"McNemar ({a} only right / {b} only right), p": (
+            "; ".join(f"{test.b}/{test.c}, {_p(test.p_value)}" for test in result.mcnemar)
         ),
-        "Verdict": result.verdict,
     }
 
 
