@@ -274,7 +274,10 @@ def _against_training(
 
     if spec.dedupe == "none" or trained.train_hashes is None:
         return images, {}, {}
-    hashes = hash_images(images.x, images.y, images.class_names)
+    # Hash the images as the training images were hashed: at CANONICAL_PX (hash_x), or at the
+    # model's own size for runs logged before hashing became size-independent (side 0).
+    same_size = trained.train_hashes.side in (0, images.x.shape[1]) or images.hash_x is None
+    hashes = hash_images(images.x if same_size else images.hash_x, images.y, images.class_names)
     report: DuplicateReport = find_duplicates(
         trained.train_hashes, {images.split: hashes}, max_distance=spec.dedupe_distance
     )
@@ -291,7 +294,8 @@ def _against_training(
         keep[report.drop[images.split]] = False
         counts["eval_duplicates_dropped"] = int((~keep).sum())
         names = [n for n, k in zip(images.names, keep, strict=True) if k]
-        images = replace(images, x=images.x[keep], y=images.y[keep], names=names)
+        hash_x = None if images.hash_x is None else images.hash_x[keep]
+        images = replace(images, x=images.x[keep], y=images.y[keep], names=names, hash_x=hash_x)
         if len(images.y) == 0:
             raise HarnessError(f"{images.root}: every {images.split} image copies a training image")
     return images, counts, detail

@@ -202,6 +202,29 @@ def test_load_dataset_reports_or_drops_validation_copies(folder_a: Path, tmp_pat
     assert none.duplicates is None and len(none.y_val) == len(report.y_val)
 
 
+def test_duplicates_do_not_depend_on_the_input_size(folder_a: Path, tmp_path: Path) -> None:
+    """Hashing happens at CANONICAL_PX whatever the model's input: a 48 px and a 32 px load drop
+    the same validation images (so their predictions pair up) from identical hashes."""
+    cache = tmp_path / "cache"
+    at_48 = DataSpec(source="folder", path=str(folder_a), image_size=48, channels=1, dedupe="drop")
+    small = load_dataset(_spec(folder_a, dedupe="drop"), tmp_path, cache)
+    large = load_dataset(at_48, tmp_path, cache)
+    assert large.x_val.shape[1:] == (48, 48, 1) and len(large.y_val) == len(small.y_val)
+    assert small.duplicates is not None and large.duplicates is not None
+    a, b = small.duplicates.train_hashes, large.duplicates.train_hashes
+    assert a.side == b.side == dup.CANONICAL_PX
+    np.testing.assert_array_equal(a.exact, b.exact)
+    np.testing.assert_array_equal(a.perceptual, b.perceptual)
+    assert small.duplicates.detail["dropped_val"] == large.duplicates.detail["dropped_val"]
+    # Evaluation hashes the same way: a 48 px split carries its 32 px twin, row for row.
+    split = load_split(at_48, tmp_path, cache)
+    assert split.hash_x is not None and split.hash_x.shape == (len(split.y), 32, 32, 1)
+    np.testing.assert_array_equal(split.hash_x, load_split(_spec(folder_a), tmp_path, cache).x)
+    # Hashes logged before (no side recorded) read as side 0: compared at the model's own size.
+    legacy = {k: v for k, v in a.to_npz().items() if k != "side"}
+    assert dup.ImageHashes.from_npz(legacy).side == 0 and dup.ImageHashes.from_npz(a.to_npz()).side == 32
+
+
 def test_load_split_picks_test_then_validation_then_all(folder_a: Path, folder_b: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     test = load_split(_spec(folder_a), tmp_path, cache)

@@ -100,7 +100,8 @@ def load_dataset(
     _check_mostly_usable(root, quality, sum(len(a.y) for a in arrays.values()), examples)
     dedupe = None
     if spec.dedupe != "none":
-        arrays, dedupe = _dedupe(arrays, names, listing.class_names, spec)
+        hashed = _canonical(arrays, names, splits, listing, spec, cache_dir, progress)
+        arrays, dedupe = _dedupe(arrays, hashed, names, listing.class_names, spec)
         if dedupe.dropped("val"):
             quality["duplicate_of_train"] = dedupe.dropped("val")
             examples["duplicate_of_train"] = dedupe.detail["dropped_val"][0]["image"]
@@ -138,6 +139,8 @@ class Split:
     digest: str
     quality: dict[str, int] = field(default_factory=dict)
     quality_examples: dict[str, str] = field(default_factory=dict)
+    # The images as hashed for duplicates (CANONICAL_PX), aligned with x; None: x itself.
+    hash_x: np.ndarray | None = None
 
 
 def load_split(
@@ -176,6 +179,9 @@ def load_split(
     a = arrays[key]
     if len(a.y) == 0:
         raise DataError(f"{root}: no readable {chosen} images ({_unreadable(a)})")
+    hash_x = None
+    if spec.dedupe != "none":
+        hash_x = _canonical(arrays, names, {key: records}, listing, spec, cache_dir, progress)[key]
     return Split(
         name=listing.name,
         root=root,
@@ -187,6 +193,7 @@ def load_split(
         digest=_digest({key: records}, listing.class_names),
         quality=quality,
         quality_examples=examples,
+        hash_x=hash_x,
     )
 
 
@@ -262,15 +269,54 @@ def _drop_blank(
     return kept, kept_names, blank
 
 
+def _canonical(
+    arrays: dict[str, Arrays],
+    names: dict[str, list[str]],
+    splits: dict[str, list[ImageRecord]],
+    listing: Listing,
+    spec: DataSpec,
+    cache_dir: Path,
+    progress: bool,
+) -> dict[str, np.ndarray]:
+    """Per split, the images to hash for duplicates, row for row with `arrays`: the same images
+    at CANONICAL_PX (decoded through the cache), so duplicates do not depend on the input size.
+
+    The study's 32 px arrays are hashed as they are. Should a row have no canonical twin (an
+    image decodable or blank at one size only), the arrays themselves are hashed, as before.
+    """
+    from harness.data.cache import Preprocess, load_or_build
+    from harness.data.duplicates import CANONICAL_PX
+
+    own = {split: a.x for split, a in arrays.items()}
+    if spec.image_size == CANONICAL_PX:
+        return own
+    prep = Preprocess(image_size=CANONICAL_PX, channels=spec.channels)
+    canon, _, _ = load_or_build(cache_dir, splits, prep, progress=progress)
+    canon, canon_names, _, _ = _usable(canon, splits, listing, spec.drop_blank)
+    out = {}
+    for split in arrays:
+        row = {name: i for i, name in enumerate(canon_names[split])}
+        rows = [row.get(name, -1) for name in names[split]]
+        if len(row) != len(canon_names[split]) or min(rows, default=0) < 0:
+            return own
+        out[split] = canon[split].x[rows]
+    return out
+
+
 def _dedupe(
-    arrays: dict[str, Arrays], names: dict[str, list[str]], class_names: tuple[str, ...], spec: DataSpec
+    arrays: dict[str, Arrays],
+    hashed: dict[str, np.ndarray],
+    names: dict[str, list[str]],
+    class_names: tuple[str, ...],
+    spec: DataSpec,
 ) -> tuple[dict[str, Arrays], Dedupe]:
-    """Find duplicates within training and across splits; with "drop", remove from every other
-    split the images that duplicate a training image. Training images are never removed."""
+    """Find duplicates within training and across splits (hashing `hashed`, row for row with
+    `arrays`); with "drop", remove from every other split the images that duplicate a training
+    image. Training images are never removed."""
     from harness.data.cache import Arrays
     from harness.data.duplicates import Dedupe, find_duplicates, hash_images, summary
 
-    hashes = {split: hash_images(a.x, a.y, class_names) for split, a in arrays.items()}
+    hashes = {split: hash_images(hashed[split], a.y, class_names) for split, a in arrays.items()}
     others = {split: h for split, h in hashes.items() if split != "train"}
     report = find_duplicates(hashes["train"], others, max_distance=spec.dedupe_distance)
     kept = dict(arrays)

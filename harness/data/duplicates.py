@@ -37,6 +37,10 @@ import numpy as np
 
 # pHash bits: the 8x8 lowest frequencies, as imagehash and phash.org use.
 HASH_SIDE = 8
+# Images are hashed at one side length whatever the model's input, so runs at 32 px and 48 px
+# find the same duplicates and keep the same validation images (their predictions pair up).
+# 32 px: the study's input, so its runs hash the very arrays they train on.
+CANONICAL_PX = 32
 # Images whose low-frequency part varies less than this (std in grey levels, 0..255) are
 # "flat": the hash would describe rounding noise, so unrelated flat images could hash alike.
 FLAT_STD = 2.0
@@ -59,6 +63,9 @@ class ImageHashes:
     textured: np.ndarray  # bool: False for flat images, which match only exactly
     labels: np.ndarray  # int64 index into class_names
     class_names: tuple[str, ...]
+    # The side (px) of the images hashed: CANONICAL_PX for every load since hashing became
+    # independent of the model's input size; 0 for hashes logged before (at the model's size).
+    side: int = 0
 
     def __len__(self) -> int:
         return len(self.exact)
@@ -71,6 +78,7 @@ class ImageHashes:
             "textured": self.textured,
             "labels": self.labels,
             "class_names": np.array(self.class_names, dtype=str),
+            "side": np.array(self.side, dtype=np.int64),
         }
 
     @classmethod
@@ -82,6 +90,7 @@ class ImageHashes:
             textured=np.asarray(npz["textured"], bool),
             labels=np.asarray(npz["labels"], np.int64),
             class_names=tuple(str(c) for c in npz["class_names"]),
+            side=int(npz["side"]) if "side" in npz else 0,
         )
 
 
@@ -216,6 +225,7 @@ def hash_images(x: np.ndarray, y: np.ndarray, class_names: Sequence[str]) -> Ima
         textured=spread >= FLAT_STD,
         labels=np.asarray(y, np.int64),
         class_names=tuple(class_names),
+        side=int(x.shape[1]) if x.ndim == 4 else 0,
     )
 
 
