@@ -30,7 +30,7 @@ from torch import nn
 
 from harness.models.registry import register_model, require
 
-Stem = Literal["small", "strided", "imagenet"]
+Stem = Literal["small", "strided", "deep", "imagenet"]
 
 
 def _downsample(in_ch: int, out_ch: int, stride: int) -> nn.Module | None:
@@ -113,6 +113,20 @@ def _stem(in_channels: int, width: int, stem: Stem) -> nn.Sequential:
             nn.ReLU(inplace=True),
             nn.MaxPool2d(3, stride=2, padding=1),
         )
+    if stem == "deep":
+        # ResNet-C's deep stem, cut to two convs: a full-resolution 3x3 conv of width/2 channels,
+        # then a stride-2 3x3 conv. The stages run at half resolution as with "strided", but the
+        # face's full-resolution detail passes a non-linearity before it is subsampled.
+        # Measured 48 px, 1 channel, widths 32-256: 279 img/s against 328 for "strided".
+        mid = max(1, width // 2)
+        return nn.Sequential(
+            nn.Conv2d(in_channels, mid, 3, stride=1, padding=1, bias=False),
+            nn.BatchNorm2d(mid),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(mid, width, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+        )
     # Small faces keep their full resolution into the first stage ("small"), or half of it
     # ("strided": a stride-2 3x3 conv, 4x cheaper stages; measured 48 px: 54 → ~200 img/s on 2 cores).
     return nn.Sequential(
@@ -191,8 +205,8 @@ def _check_resnet(
     require(stem_width >= 1, model, f"stem_width must be positive, got {stem_width}")
     require(0.0 <= dropout < 1.0, model, f"dropout must be in [0, 1), got {dropout}")
     require(
-        stem in ("small", "strided", "imagenet"), model,
-        f"stem must be 'small', 'strided' or 'imagenet', got {stem!r}",
+        stem in ("small", "strided", "deep", "imagenet"), model,
+        f"stem must be 'small', 'strided', 'deep' or 'imagenet', got {stem!r}",
     )
 
 
