@@ -141,12 +141,23 @@ def test_unknown_param_names_the_nearest() -> None:
         ("resnext", {"depths": (1, 1)}, "one entry per stage"),
         ("resnext", {"cardinality": 0}, "cardinality must be positive"),
         ("resnext", {"widths": (8, 16, 32), "base_width": 4}, "no channels per group"),
-        ("resnet", {"stem": "cifar"}, "stem must be one of 'small', 'strided', 'imagenet'"),
+        ("resnet", {"stem": "cifar"}, "stem must be one of 'small', 'strided', 'deep', 'imagenet'"),
     ],
 )
 def test_bad_param_values_raise_spec_error(name: str, params: dict, match: str) -> None:
     with pytest.raises(SpecError, match=f"model '{name}': .*{match}"):
         create_model(name, num_classes=NUM_CLASSES, **params)
+
+
+@pytest.mark.parametrize(("stem", "side"), [("small", 48), ("strided", 24), ("deep", 24), ("imagenet", 12)])
+def test_resnet_stems_set_the_first_stage_resolution(stem: str, side: int) -> None:
+    model = create_model("resnet", num_classes=NUM_CLASSES, in_channels=1, image_size=48, stem=stem)
+    x = torch.randn(2, 1, 48, 48)
+    assert model.stem(x).shape == (2, 32, side, side)
+    assert model(x).shape == (2, NUM_CLASSES)
+    convs = [m for m in model.stem if isinstance(m, nn.Conv2d)]
+    if stem == "deep":  # full resolution first, at half the width, then the stride-2 conv
+        assert [(c.out_channels, c.stride) for c in convs] == [(16, (1, 1)), (32, (2, 2))]
 
 
 def test_bad_sizes_raise_spec_error() -> None:
