@@ -47,7 +47,7 @@ report: $(STAMP)
 # fer2013.csv, its folder, or the image-folder form's train/ folder. BEYOND=NAMES runs only those
 # experiments (e.g. BEYOND=modern_cpu); PROFILE=gpu trains every rung at full length on a GPU.
 FER2013 ?= ../shared/data/fer2013/train
-BEYOND  ?= study_best ladder_augment ladder_batchnorm ladder_schedule ladder_smoothing ladder_tta modern_cpu
+BEYOND  ?= study_best ladder_augment ladder_batchnorm ladder_schedule ladder_smoothing ladder_tta ladder_natural modern_cpu
 beyond: $(STAMP)
 	$(BIN)/harness run --config beyond.yaml --data fer2013:$(FER2013) $(if $(PROFILE),--profile $(PROFILE)) $(BEYOND)
 	$(BIN)/harness report --config beyond.yaml --out reports/beyond.html

@@ -12,7 +12,7 @@ from harness.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 LADDER = ("study_best", "ladder_augment", "ladder_batchnorm", "ladder_schedule", "ladder_smoothing",
-          "ladder_tta", "modern_cpu")  # fmt: skip
+          "ladder_tta", "ladder_natural", "modern_cpu")  # fmt: skip
 
 
 def write_noise_csv(path: Path, per_class: int) -> Path:
@@ -48,7 +48,7 @@ def test_every_beyond_rung_trains_and_the_report_shows_the_ladder(tmp_path: Path
         assert runs[name].data.tags["harness.ladder_rung"] == str(rung)
     top = runs["modern_cpu"].data.params
     assert (top["data.image_size"], top["data.channels"], top["train.tta"]) == ("48", "1", "flip")
-    assert top["augment.flip"] == "True" and top["model.stem"] == "strided"
+    assert top["augment.flip"] == "True" and top["model.name"] == "cnn" and top["model.norm"] == "batch"
     assert "augment.flip" not in runs["study_best"].data.params  # the study's settings, as they were
 
     page = out.read_text()
