@@ -8,6 +8,7 @@ imported inside the command functions so `harness --help` answers at once.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -354,6 +355,10 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `harness` console script; returns the exit code."""
+    # MLflow 3 sends usage telemetry from background threads unless told not to. The harness
+    # records nothing outside the user's own store and runs offline; MLFLOW_DISABLE_TELEMETRY=false
+    # in the environment turns MLflow's telemetry back on.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     parser = build_parser()
     args = parser.parse_args(argv)
     # SIGTERM ends a run the way Ctrl-C does, so MLflow marks it KILLED, not RUNNING forever.

@@ -45,6 +45,19 @@ def test_help_is_instant_and_lists_commands() -> None:
         assert heavy not in modules
 
 
+def test_mlflow_telemetry_is_off_unless_the_user_turns_it_on(
+    tiny_suite: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    monkeypatch.delenv("MLFLOW_DISABLE_TELEMETRY", raising=False)
+    assert main(["list", "--config", str(tiny_suite)]) == 0
+    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "false")  # the user's own choice stands
+    assert main(["list", "--config", str(tiny_suite)]) == 0
+    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "false"
+
+
 def test_list_shows_the_suite(tiny_suite: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list", "--config", str(tiny_suite)]) == 0
     out = capsys.readouterr().out
