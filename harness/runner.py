@@ -257,7 +257,7 @@ def train_and_log(
         log.log_json(quality, "data/quality.json")
 
         def on_epoch(stats: EpochStats) -> bool:
-            log.log_metrics(stats.metrics(), step=stats.epoch)
+            log.log_epoch(stats.metrics(), step=stats.epoch)
             if stats.epoch == 1:
                 pause_point("training")
             ctx.echo(

@@ -355,3 +355,48 @@ def test_unreachable_tracking_server_fails_before_any_data_work(tiny_suite: Path
     assert time.perf_counter() - started < 30
     assert err.count("\n") == 1 and f"{uri}: tracking store unavailable" in err
     assert not (tiny_suite.parent / ".cache").exists()  # failed before preprocessing
+
+
+class _Client:
+    """An MLflow client stand-in that records each round trip (and can fail from call `fail_at`)."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.calls: list[tuple[str, list[int]]] = []
+        self.fail_at = fail_at
+
+    def _call(self, kind: str, steps: list[int]) -> None:
+        if self.fail_at is not None and len(self.calls) >= self.fail_at:
+            raise ConnectionError("server gone")
+        self.calls.append((kind, steps))
+
+    def log_batch(self, run_id: str, metrics=(), params=(), tags=(), synchronous=True) -> None:  # type: ignore[no-untyped-def]
+        self._call("batch", sorted({m.step for m in metrics}))
+
+    def log_artifact(self, run_id: str, path: str, folder: str | None = None) -> None:
+        self._call("artifact", [])
+
+
+def test_epoch_metrics_are_batched_per_interval_in_order_and_journaled() -> None:
+    from harness.tracking.write import RunLogger
+
+    client = _Client()
+    log = RunLogger(client, "r" * 32, metrics_interval=3600.0)
+    for epoch in range(1, 6):
+        log.log_epoch({"val_accuracy": 0.1 * epoch}, step=epoch)
+    assert client.calls == [("batch", [1])]  # the first epoch at once, the rest held back
+    log.log_text("x", "notes.txt")  # any other call sends the held-back epochs first
+    assert client.calls == [("batch", [1]), ("batch", [2, 3, 4, 5]), ("artifact", [])]
+    assert [e.get("step") for e in log.journal] == [1, 2, 3, 4, 5, None]
+    assert all(e["sent"] for e in log.journal)
+
+    every = RunLogger(client := _Client(), "r" * 32, metrics_interval=0.0)
+    for epoch in range(1, 4):
+        every.log_epoch({"loss": 1.0}, step=epoch)
+    assert client.calls == [("batch", [1]), ("batch", [2]), ("batch", [3])]
+
+    # A store lost mid-run: the held-back epochs are kept in the journal, unsent, for recovery.
+    lost = RunLogger(client := _Client(fail_at=1), "r" * 32, metrics_interval=3600.0)
+    for epoch in range(1, 4):
+        lost.log_epoch({"loss": 1.0}, step=epoch)
+    lost.flush()
+    assert "server gone" in (lost.lost or "") and [e["sent"] for e in lost.journal] == [True, False, False]

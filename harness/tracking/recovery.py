@@ -59,6 +59,15 @@ def send(client: Any, run_id: str, event: Mapping[str, Any]) -> None:
         raise ValueError(f"unknown journal event {kind!r}")
 
 
+def send_metrics(client: Any, run_id: str, events: Sequence[Mapping[str, Any]]) -> None:
+    """Several "metrics" events (epochs) in one round trip (MLflow takes 1,000 metrics a call)."""
+    from mlflow.entities import Metric
+
+    batch = [Metric(k, v, e["timestamp"], e["step"]) for e in events for k, v in e["metrics"].items()]
+    for i in range(0, len(batch), 1000):
+        client.log_batch(run_id, metrics=batch[i : i + 1000], synchronous=True)
+
+
 def _log_dataset(client: Any, run_id: str, event: Mapping[str, Any]) -> None:
     """The dataset (name, location, digest) as the run's input, as mlflow.log_input records it."""
     from mlflow.data.meta_dataset import MetaDataset
