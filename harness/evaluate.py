@@ -274,10 +274,10 @@ def _against_training(
 
     if spec.dedupe == "none" or trained.train_hashes is None:
         return images, {}, {}
-    # Hash the images as the training images were hashed: at CANONICAL_PX (hash_x), or at the
-    # model's own size for runs logged before hashing became size-independent (side 0).
-    same_size = trained.train_hashes.side in (0, images.x.shape[1]) or images.hash_x is None
-    hashes = hash_images(images.x if same_size else images.hash_x, images.y, images.class_names)
+    # Hash the images at the side the training images were hashed at: CANONICAL_PX (hash_x),
+    # or the model's own size (runs logged before hashing became size-independent: side 0).
+    canonical = images.hash_x is not None and images.hash_x.shape[1] == trained.train_hashes.side
+    hashes = hash_images(images.hash_x if canonical else images.x, images.y, images.class_names)
     report: DuplicateReport = find_duplicates(
         trained.train_hashes, {images.split: hashes}, max_distance=spec.dedupe_distance
     )
