@@ -318,3 +318,31 @@ def test_resnext_default_parameter_count() -> None:
     # Stage 128→256 (width 128): 16_384 + 256 + 128·16·9 + 256 + 32_768 + 512 + 32_768 + 512 =
     # 101_888. fc 256·11 + 11 = 2_827. Total 136_155.
     assert n_params(create_model("resnext", num_classes=NUM_CLASSES)) == 136_155
+
+
+def test_pool_first_commutes_without_a_norm_and_pools_before_the_norm_with_one() -> None:
+    torch.manual_seed(0)
+    study = create_model("cnn", num_classes=NUM_CLASSES)
+    moved = create_model("cnn", num_classes=NUM_CLASSES, pool_first=True)
+    copy_parameters(study, moved)  # same parameters, only the order differs
+    x = torch.randn(4, 3, 32, 32)
+    # max-pool commutes with ReLU: without a norm the function is unchanged.
+    assert torch.allclose(study(x), moved(x), atol=1e-6)
+    assert count(moved, nn.MaxPool2d) == count(study, nn.MaxPool2d) == 4
+
+    bn = create_model("cnn", num_classes=NUM_CLASSES, norm="batch", pool_first=True)
+    order = [type(m) for m in bn.modules() if isinstance(m, nn.Conv2d | nn.MaxPool2d | nn.BatchNorm2d)]
+    assert order == [nn.Conv2d, nn.MaxPool2d, nn.BatchNorm2d] * 4
+    # Each norm sees the pooled map: its statistics differ from the study's order.
+    bn_study = create_model("cnn", num_classes=NUM_CLASSES, norm="batch")
+    copy_parameters(bn, bn_study)
+    assert not torch.allclose(bn(x), bn_study(x), atol=1e-4)
+
+
+def copy_parameters(source: nn.Module, target: nn.Module) -> None:
+    """Copy parameters and buffers in order (the module indices differ between the orders)."""
+    with torch.no_grad():
+        pairs = zip(list(source.parameters()) + list(source.buffers()),
+                    list(target.parameters()) + list(target.buffers()), strict=True)  # fmt: skip
+        for a, b in pairs:
+            b.copy_(a)
