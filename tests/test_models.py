@@ -346,3 +346,12 @@ def copy_parameters(source: nn.Module, target: nn.Module) -> None:
                     list(target.parameters()) + list(target.buffers()), strict=True)  # fmt: skip
         for a, b in pairs:
             b.copy_(a)
+
+
+def test_pool_first_runs_the_residual_blocks_on_the_pooled_maps() -> None:
+    sizes: list[int] = []
+    model = create_model("interleaved_cnn", num_classes=NUM_CLASSES, image_size=48, norm="batch", pool_first=True)
+    for block in (m for m in model.modules() if isinstance(m, ResidualBlock)):
+        block.register_forward_hook(lambda _m, inputs, _out: sizes.append(inputs[0].shape[-1]))
+    assert model(torch.randn(2, 3, 48, 48)).shape == (2, NUM_CLASSES)
+    assert sizes == [24, 12, 6, 3, 3]  # the study's order would give 48, 24, 12, 6, 6
