@@ -33,7 +33,7 @@ RECOVERED_TAG = "harness.recovered_from"
 
 def send(client: Any, run_id: str, event: Mapping[str, Any]) -> None:
     """One journal event, sent to the run through the MLflow client."""
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Param, RunTag
 
     kind = event["kind"]
     if kind == "params":
@@ -41,8 +41,7 @@ def send(client: Any, run_id: str, event: Mapping[str, Any]) -> None:
         for i in range(0, len(items), 100):  # MLflow takes at most 100 params per call
             client.log_batch(run_id, params=items[i : i + 100], synchronous=True)
     elif kind == "metrics":
-        batch = [Metric(k, v, event["timestamp"], event["step"]) for k, v in event["metrics"].items()]
-        client.log_batch(run_id, metrics=batch, synchronous=True)
+        send_metrics(client, run_id, [event])
     elif kind == "tags":
         client.log_batch(run_id, tags=[RunTag(k, v) for k, v in event["tags"].items()], synchronous=True)
     elif kind == "artifact":
