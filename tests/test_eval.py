@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import textwrap
@@ -223,6 +224,36 @@ def test_duplicates_do_not_depend_on_the_input_size(folder_a: Path, tmp_path: Pa
     # Hashes logged before (no side recorded) read as side 0: compared at the model's own size.
     legacy = {k: v for k, v in a.to_npz().items() if k != "side"}
     assert dup.ImageHashes.from_npz(legacy).side == 0 and dup.ImageHashes.from_npz(a.to_npz()).side == 32
+
+
+def test_a_missing_canonical_twin_is_said_not_silent(
+    folder_a: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An image usable at the model's size but not at CANONICAL_PX (here: made blank at 32 px
+    only) sends hashing back to the model's arrays, and duplicates.json says so and why."""
+    import harness.data.dataset as ds
+
+    real = ds._drop_blank
+
+    def blank_at_32(arrays: dict, names: dict) -> tuple:
+        kept, kept_names, blank = real(arrays, names)
+        if kept["val"].x.shape[1] == dup.CANONICAL_PX:  # the canonical copy loses its last val image
+            gone = kept_names["val"][-1]
+            kept["val"] = dataclasses.replace(kept["val"], x=kept["val"].x[:-1], y=kept["val"].y[:-1])
+            kept_names["val"] = kept_names["val"][:-1]
+            blank = [*blank, gone]
+        return kept, kept_names, blank
+
+    monkeypatch.setattr(ds, "_drop_blank", blank_at_32)
+    spec = DataSpec(source="folder", path=str(folder_a), image_size=48, channels=1, dedupe="drop")
+    data = load_dataset(spec, tmp_path, tmp_path / "cache")
+    detail = data.duplicates.detail
+    assert detail["hashed_px"] == 48 and data.duplicates.train_hashes.side == 48
+    assert "1 val image(s) unusable at 32 px only" in detail["canonical_fallback"]
+    # Without the fault, the canonical size is used and no fallback is recorded.
+    monkeypatch.setattr(ds, "_drop_blank", real)
+    clean = load_dataset(spec, tmp_path, tmp_path / "cache").duplicates.detail
+    assert clean["hashed_px"] == 32 and "canonical_fallback" not in clean
 
 
 def test_load_split_picks_test_then_validation_then_all(folder_a: Path, folder_b: Path, tmp_path: Path) -> None:

@@ -100,8 +100,8 @@ def load_dataset(
     _check_mostly_usable(root, quality, sum(len(a.y) for a in arrays.values()), examples)
     dedupe = None
     if spec.dedupe != "none":
-        hashed = _canonical(arrays, names, splits, listing, spec, cache_dir, progress)
-        arrays, dedupe = _dedupe(arrays, hashed, names, listing.class_names, spec)
+        hashed, fallback = _canonical(arrays, names, splits, listing, spec, cache_dir, progress)
+        arrays, dedupe = _dedupe(arrays, hashed, names, listing.class_names, spec, fallback)
         if dedupe.dropped("val"):
             quality["duplicate_of_train"] = dedupe.dropped("val")
             examples["duplicate_of_train"] = dedupe.detail["dropped_val"][0]["image"]
@@ -181,7 +181,7 @@ def load_split(
         raise DataError(f"{root}: no readable {chosen} images ({_unreadable(a)})")
     hash_x = None
     if spec.dedupe != "none":
-        hash_x = _canonical(arrays, names, {key: records}, listing, spec, cache_dir, progress)[key]
+        hash_x = _canonical(arrays, names, {key: records}, listing, spec, cache_dir, progress)[0][key]
     return Split(
         name=listing.name,
         root=root,
@@ -277,30 +277,36 @@ def _canonical(
     spec: DataSpec,
     cache_dir: Path,
     progress: bool,
-) -> dict[str, np.ndarray]:
+) -> tuple[dict[str, np.ndarray], str | None]:
     """Per split, the images to hash for duplicates, row for row with `arrays`: the same images
     at CANONICAL_PX (decoded through the cache), so duplicates do not depend on the input size.
 
     The study's 32 px arrays are hashed as they are. Should a row have no canonical twin (an
-    image decodable or blank at one size only), the arrays themselves are hashed, as before.
+    image decodable or blank at one size only), the arrays themselves are hashed, as before, and
+    the second value says which image and why (it goes into the run's duplicates.json).
     """
     from harness.data.cache import Preprocess, load_or_build
     from harness.data.duplicates import CANONICAL_PX
 
     own = {split: a.x for split, a in arrays.items()}
     if spec.image_size == CANONICAL_PX:
-        return own
+        return own, None
     prep = Preprocess(image_size=CANONICAL_PX, channels=spec.channels)
     canon, _, _ = load_or_build(cache_dir, splits, prep, progress=progress)
     canon, canon_names, _, _ = _usable(canon, splits, listing, spec.drop_blank)
     out = {}
     for split in arrays:
         row = {name: i for i, name in enumerate(canon_names[split])}
-        rows = [row.get(name, -1) for name in names[split]]
-        if len(row) != len(canon_names[split]) or min(rows, default=0) < 0:
-            return own
-        out[split] = canon[split].x[rows]
-    return out
+        if len(row) != len(canon_names[split]):
+            return own, f"{split}: image names repeat at {CANONICAL_PX} px; hashed at {spec.image_size} px"
+        missing = [name for name in names[split] if name not in row]
+        if missing:
+            return own, (
+                f"{len(missing)} {split} image(s) unusable at {CANONICAL_PX} px only (e.g. {missing[0]});"
+                f" hashed at {spec.image_size} px"
+            )
+        out[split] = canon[split].x[[row[name] for name in names[split]]]
+    return out, None
 
 
 def _dedupe(
@@ -309,6 +315,7 @@ def _dedupe(
     names: dict[str, list[str]],
     class_names: tuple[str, ...],
     spec: DataSpec,
+    fallback: str | None = None,
 ) -> tuple[dict[str, Arrays], Dedupe]:
     """Find duplicates within training and across splits (hashing `hashed`, row for row with
     `arrays`); with "drop", remove from every other split the images that duplicate a training
@@ -326,7 +333,9 @@ def _dedupe(
             keep[rows] = False
             a = arrays[split]
             kept[split] = Arrays(a.x[keep], a.y[keep], a.unreadable, a.errors)
-    detail = summary(report, names, spec.dedupe)
+    detail = {"hashed_px": int(hashed["train"].shape[1]), **summary(report, names, spec.dedupe)}
+    if fallback:
+        detail["canonical_fallback"] = fallback
     return kept, Dedupe(spec.dedupe, report, detail, hashes["train"])
 
 
