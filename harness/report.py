@@ -79,7 +79,7 @@ class ReportSummary:
 
 
 @dataclass(frozen=True)
-class _Section:
+class Section:
     anchor: str
     body: str
     warnings: tuple[str, ...] = ()
@@ -102,7 +102,7 @@ def build_report(tracking_uri: str, experiment_name: str, out_path: Path) -> Rep
     )
 
 
-def _sections(suite: Suite, generated: datetime) -> list[_Section]:
+def _sections(suite: Suite, generated: datetime) -> list[Section]:
     from harness.report_beyond import beyond_section
     from harness.report_stats import (
         claims_section,
@@ -139,7 +139,7 @@ def _sections(suite: Suite, generated: datetime) -> list[_Section]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _page(suite: Suite, sections: list[_Section], warnings: list[str], generated: datetime) -> str:
+def _page(suite: Suite, sections: list[Section], warnings: list[str], generated: datetime) -> str:
     from plotly.offline import get_plotlyjs
 
     title = f"FER study report: {suite.experiment_name}"
@@ -150,16 +150,16 @@ def _page(suite: Suite, sections: list[_Section], warnings: list[str], generated
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{_esc(title)}</title>
+<title>{esc(title)}</title>
 <style>{_CSS}</style>
 <script type="text/javascript">{get_plotlyjs()}</script>
 </head>
 <body>
 <main>
 <header>
-<h1>{_esc(title)}</h1>
-<p class="lede">{len(suite.runs)} run(s) · tracking store <code>{_esc(suite.tracking_uri)}</code> ·
-generated {_esc(_timestamp(generated))}</p>
+<h1>{esc(title)}</h1>
+<p class="lede">{len(suite.runs)} run(s) · tracking store <code>{esc(suite.tracking_uri)}</code> ·
+generated {esc(_timestamp(generated))}</p>
 </header>
 {_contents()}
 {_notes_html(warnings)}
@@ -170,14 +170,14 @@ generated {_esc(_timestamp(generated))}</p>
 """
 
 
-def _section_html(section: _Section, heading: str) -> str:
+def _section_html(section: Section, heading: str) -> str:
     tag = "footer" if section.anchor == "provenance" else "section"
-    return f'<{tag} id="{section.anchor}">\n<h2>{_esc(heading)}</h2>\n{section.body}\n</{tag}>'
+    return f'<{tag} id="{section.anchor}">\n<h2>{esc(heading)}</h2>\n{section.body}\n</{tag}>'
 
 
 def _contents() -> str:
     items = "".join(
-        f'<li><a href="#{anchor}">{_esc(heading)}</a></li>' for anchor, heading in SECTIONS
+        f'<li><a href="#{anchor}">{esc(heading)}</a></li>' for anchor, heading in SECTIONS
     )
     return f'<nav id="contents" aria-label="Contents"><h2>Contents</h2><ol>{items}</ol></nav>'
 
@@ -185,7 +185,7 @@ def _contents() -> str:
 def _notes_html(warnings: list[str]) -> str:
     if not warnings:
         return ""
-    items = "".join(f"<li>{_esc(warning)}</li>" for warning in warnings)
+    items = "".join(f"<li>{esc(warning)}</li>" for warning in warnings)
     return f'<aside id="notes" class="missing"><h2>What is missing</h2><ul>{items}</ul></aside>'
 
 
@@ -210,7 +210,7 @@ def _write_atomically(path: Path, text: str) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _chance_html(runs: Sequence[RunRecord]) -> str:
+def chance_html(runs: Sequence[RunRecord]) -> str:
     """Chance levels to read the table against: a uniform guess, and always the largest class."""
     counts = next((r.artifacts.class_counts for r in runs if r.artifacts and r.artifacts.class_counts), None)
     if not counts or not counts.get("validation"):
@@ -227,7 +227,7 @@ def _chance_html(runs: Sequence[RunRecord]) -> str:
     )
 
 
-def _table_html(rows: list[dict[str, Any]], formatters: dict[str, Callable[[Any], str]]) -> str:
+def table_html(rows: list[dict[str, Any]], formatters: dict[str, Callable[[Any], str]]) -> str:
     import pandas as pd
 
     frame = pd.DataFrame(rows)
@@ -243,7 +243,7 @@ def _table_html(rows: list[dict[str, Any]], formatters: dict[str, Callable[[Any]
 # ---------------------------------------------------------------------------------------------
 
 
-def _learning_curves_section(runs: Sequence[RunRecord]) -> _Section:
+def _learning_curves_section(runs: Sequence[RunRecord]) -> Section:
     with_curves = [run for run in runs if _has_accuracy_history(run)]
     warnings = tuple(
         f"run {run.experiment} has no per-epoch accuracy history"
@@ -251,10 +251,10 @@ def _learning_curves_section(runs: Sequence[RunRecord]) -> _Section:
         if run not in with_curves
     )
     if not with_curves:
-        return _Section(
-            "learning-curves", _missing_html("No run has per-epoch accuracy to plot."), warnings
+        return Section(
+            "learning-curves", missing_html("No run has per-epoch accuracy to plot."), warnings
         )
-    return _Section("learning-curves", _accuracy_small_multiples(with_curves), warnings)
+    return Section("learning-curves", _accuracy_small_multiples(with_curves), warnings)
 
 
 def _has_accuracy_history(run: RunRecord) -> bool:
@@ -271,7 +271,7 @@ def _accuracy_small_multiples(runs: Sequence[RunRecord]) -> str:
     fig = make_subplots(
         rows=rows,
         cols=columns,
-        subplot_titles=[_esc(run.experiment) for run in runs],
+        subplot_titles=[esc(run.experiment) for run in runs],
         horizontal_spacing=0.08,
         vertical_spacing=min(0.12, 0.5 / rows),
     )
@@ -296,7 +296,7 @@ def _accuracy_small_multiples(runs: Sequence[RunRecord]) -> str:
             "yanchor": "bottom",
         },
     )
-    return _figure_html(fig, height=height)
+    return figure_html(fig, height=height)
 
 
 def _train_val_traces(run: RunRecord, *, show_legend: bool) -> list[go.Scatter]:
@@ -313,14 +313,14 @@ def _train_val_traces(run: RunRecord, *, show_legend: bool) -> list[go.Scatter]:
         traces.append(
             go.Scatter(
                 x=history["epoch"].tolist(),
-                y=_rounded(history[column].tolist()),
+                y=rounded(history[column].tolist()),
                 mode="lines+markers",
                 name=label,
                 legendgroup=label,
                 showlegend=show_legend,
                 line={"color": colour},
                 hovertemplate=(
-                    f"{_esc(run.experiment)}<br>epoch %{{x}}<br>{label}: %{{y:.1%}}<extra></extra>"
+                    f"{esc(run.experiment)}<br>epoch %{{x}}<br>{label}: %{{y:.1%}}<extra></extra>"
                 ),
             )
         )
@@ -334,7 +334,7 @@ def _train_val_traces(run: RunRecord, *, show_legend: bool) -> list[go.Scatter]:
 
 def _imbalance_section(
     runs: Sequence[RunRecord], seed_runs: Mapping[str, Sequence[RunRecord]] | None = None
-) -> _Section:
+) -> Section:
     groups = sampler_groups(runs)
     if not groups:
         message = (
@@ -342,7 +342,7 @@ def _imbalance_section(
             "imbalanced/balanced pair to compare."
         )
         # With no runs at all the suite's own note already says why; don't repeat it per section.
-        return _Section("imbalance", _missing_html(message), (message,) if runs else ())
+        return Section("imbalance", missing_html(message), (message,) if runs else ())
     parts = [
         "<p>Each block compares runs whose parameters are identical except for "
         "<code>sampler.*</code>: per-class recall on the validation split (error bars: 95% "
@@ -363,9 +363,9 @@ def _imbalance_section(
     if unpaired:
         parts.append(
             '<p class="note">Tagged <code>imbalance</code> but without a sampler-only partner: '
-            f"{_esc(', '.join(unpaired))}.</p>"
+            f"{esc(', '.join(unpaired))}.</p>"
         )
-    return _Section("imbalance", "\n".join(parts), tuple(warnings))
+    return Section("imbalance", "\n".join(parts), tuple(warnings))
 
 
 def sampler_groups(runs: Sequence[RunRecord]) -> list[list[RunRecord]]:
@@ -429,7 +429,7 @@ def _sampler_group_html(
         cols=1,
         vertical_spacing=0.2,
         subplot_titles=(
-            f"Per-class recall on the {_esc(split)} split",
+            f"Per-class recall on the {esc(split)} split",
             "Training images per class: available vs drawn per epoch",
         ),
     )
@@ -447,12 +447,12 @@ def _sampler_group_html(
             _, values, bounds = estimate  # the mean over seeds, with its interval
         fig.add_trace(
             go.Bar(
-                x=[_esc(label) for label in labels],
-                y=_rounded(values),
-                name=f"recall: {_esc(run.experiment)} ({_esc(_sampler_name(run))})",
+                x=[esc(label) for label in labels],
+                y=rounded(values),
+                name=f"recall: {esc(run.experiment)} ({esc(_sampler_name(run))})",
                 marker_color=colours[run.run_id],
-                error_y=_error_bars(values, bounds),
-                hovertemplate="%{x}: recall %{y:.1%}<extra>" + _esc(run.experiment) + "</extra>",
+                error_y=error_bars(values, bounds),
+                hovertemplate="%{x}: recall %{y:.1%}<extra>" + esc(run.experiment) + "</extra>",
             ),
             row=1,
             col=1,
@@ -467,14 +467,14 @@ def _sampler_group_html(
     fig.update_yaxes(title_text="images", row=2, col=1)
     model = group[0].params.get("model.name", "model")
     fig.update_layout(
-        title={"text": f"{_esc(model)}: {_esc(names)}"},
+        title={"text": f"{esc(model)}: {esc(names)}"},
         barmode="group",
         legend={"orientation": "h", "y": -0.22, "yanchor": "top"},
     )
     formatters = {key: _percent for key in ("Val. accuracy", "Balanced accuracy", "Macro-F1")}
     formatters["Δ balanced accuracy vs first"] = _points
-    table = _table_html([_pair_row(run, group[0]) for run in group], formatters)
-    return f'<div class="block">{_figure_html(fig, height=780)}{table}</div>', warnings
+    table = table_html([_pair_row(run, group[0]) for run in group], formatters)
+    return f'<div class="block">{figure_html(fig, height=780)}{table}</div>', warnings
 
 
 def _class_count_traces(group: list[RunRecord], colours: dict[str, str]) -> list[go.Bar]:
@@ -486,7 +486,7 @@ def _class_count_traces(group: list[RunRecord], colours: dict[str, str]) -> list
         counts = run.artifacts.class_counts if run.artifacts else None
         if not counts:
             continue
-        labels = [_esc(label) for label in counts["labels"]]
+        labels = [esc(label) for label in counts["labels"]]
         if not available_shown:
             traces.append(
                 go.Bar(
@@ -504,14 +504,14 @@ def _class_count_traces(group: list[RunRecord], colours: dict[str, str]) -> list
                 go.Bar(
                     x=labels,
                     y=list(sampled),
-                    name=f"drawn per epoch: {_esc(run.experiment)}",
+                    name=f"drawn per epoch: {esc(run.experiment)}",
                     marker_color=colours[run.run_id],
                 )
             )
     return traces
 
 
-def _error_bars(
+def error_bars(
     values: Sequence[float], bounds: Sequence[tuple[float, float]] | None
 ) -> dict[str, Any] | None:
     """Asymmetric plotly error bars from (low, high) bounds around `values`."""
@@ -520,8 +520,8 @@ def _error_bars(
     return {
         "type": "data",
         "symmetric": False,
-        "array": _rounded(max(0.0, high - value) for value, (_, high) in zip(values, bounds, strict=True)),
-        "arrayminus": _rounded(max(0.0, value - low) for value, (low, _) in zip(values, bounds, strict=True)),
+        "array": rounded(max(0.0, high - value) for value, (_, high) in zip(values, bounds, strict=True)),
+        "arrayminus": rounded(max(0.0, value - low) for value, (low, _) in zip(values, bounds, strict=True)),
         "thickness": 1.2,
         "width": 3,
     }
@@ -551,7 +551,7 @@ def _per_class_recall(run: RunRecord) -> tuple[list[str], list[float]] | None:
         isinstance(report.get(label), dict) and "recall" in report[label] for label in labels
     ):
         return labels, [float(report[label]["recall"]) for label in labels]
-    matrix = _confusion(run)
+    matrix = confusion_of(run)
     if matrix is None:
         return None
     counts = matrix[1]
@@ -575,11 +575,11 @@ def _class_labels(run: RunRecord) -> list[str] | None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _architecture_section(runs: Sequence[RunRecord]) -> _Section:
+def _architecture_section(runs: Sequence[RunRecord]) -> Section:
     tagged = [run for run in runs if ARCHITECTURE_TAG in run.comparisons]
     if not tagged:
         message = f"No finished run is tagged {ARCHITECTURE_TAG!r} in harness.comparisons."
-        return _Section("architecture", _missing_html(message), (message,) if runs else ())
+        return Section("architecture", missing_html(message), (message,) if runs else ())
     rows = [
         {
             "Experiment": run.experiment,
@@ -599,11 +599,11 @@ def _architecture_section(runs: Sequence[RunRecord]) -> _Section:
     body = "\n".join(
         [
             _architecture_bars(tagged),
-            _table_html(rows, {**formatters, "Parameters": _count}),
+            table_html(rows, {**formatters, "Parameters": count_text}),
             _architecture_curves(tagged),
         ]
     )
-    return _Section("architecture", body)
+    return Section("architecture", body)
 
 
 def _architecture_bars(runs: Sequence[RunRecord]) -> str:
@@ -611,14 +611,14 @@ def _architecture_bars(runs: Sequence[RunRecord]) -> str:
 
     from harness.figures import paper_markers
 
-    names = [_esc(run.experiment) for run in runs]
+    names = [esc(run.experiment) for run in runs]
     fig = go.Figure()
     for key, label in (
         ("final_val_accuracy", "validation accuracy"),
         ("final_val_balanced_accuracy", "balanced accuracy"),
         ("final_val_macro_f1", "macro-F1"),
     ):
-        fig.add_trace(go.Bar(x=names, y=_rounded([run.metric(key) for run in runs]), name=label))
+        fig.add_trace(go.Bar(x=names, y=rounded([run.metric(key) for run in runs]), name=label))
     fig.add_trace(paper_markers(names, [run.paper_val_accuracy for run in runs], "paper-reported val. accuracy"))
     fig.update_layout(
         title={"text": "Final validation metrics by architecture"},
@@ -630,7 +630,7 @@ def _architecture_bars(runs: Sequence[RunRecord]) -> str:
             "tickformat": ".0%",
         },
     )
-    return _figure_html(fig, height=460)
+    return figure_html(fig, height=460)
 
 
 def _architecture_curves(runs: Sequence[RunRecord]) -> str:
@@ -649,10 +649,10 @@ def _architecture_curves(runs: Sequence[RunRecord]) -> str:
             fig.add_trace(
                 go.Scatter(
                     x=history["epoch"].tolist(),
-                    y=_rounded(history[column].tolist()),
+                    y=rounded(history[column].tolist()),
                     mode="lines",
-                    name=f"{_esc(run.experiment)}: {label}",
-                    legendgroup=_esc(run.experiment),
+                    name=f"{esc(run.experiment)}: {label}",
+                    legendgroup=esc(run.experiment),
                     line={"color": colour, "dash": dash},
                 )
             )
@@ -661,7 +661,7 @@ def _architecture_curves(runs: Sequence[RunRecord]) -> str:
         xaxis={"title": {"text": "epoch"}},
         yaxis={"title": {"text": "accuracy"}, "range": [0, 1], "tickformat": ".0%"},
     )
-    return _figure_html(fig, height=460)
+    return figure_html(fig, height=460)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -669,7 +669,7 @@ def _architecture_curves(runs: Sequence[RunRecord]) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _confusion_section(runs: Sequence[RunRecord]) -> _Section:
+def _confusion_section(runs: Sequence[RunRecord]) -> Section:
     cards: list[str] = []
     warnings: list[str] = []
     for run in runs:
@@ -679,14 +679,14 @@ def _confusion_section(runs: Sequence[RunRecord]) -> _Section:
         else:
             cards.append(f'<div class="card">{figure}</div>')
     if not cards:
-        return _Section(
-            "confusion", _missing_html("No run has a confusion matrix."), tuple(warnings)
+        return Section(
+            "confusion", missing_html("No run has a confusion matrix."), tuple(warnings)
         )
     intro = (
         "<p>Rows are true classes, columns predictions; colour is the share of the row, "
         "hover shows image counts.</p>"
     )
-    return _Section(
+    return Section(
         "confusion", f'{intro}<div class="grid">{"".join(cards)}</div>', tuple(warnings)
     )
 
@@ -702,7 +702,7 @@ def _no_confusion_reason(run: RunRecord) -> str:
     )
 
 
-def _confusion(run: RunRecord) -> tuple[list[str], list[list[int]], list[list[float]]] | None:
+def confusion_of(run: RunRecord) -> tuple[list[str], list[list[int]], list[list[float]]] | None:
     """(labels, counts, row-normalised) if the run's confusion matrix is well-formed."""
     matrix = run.artifacts.confusion_matrix if run.artifacts else None
     if not matrix:
@@ -720,22 +720,22 @@ def _confusion(run: RunRecord) -> tuple[list[str], list[list[int]], list[list[fl
 def _confusion_figure(run: RunRecord) -> str | None:
     from harness.figures import confusion_heatmap
 
-    matrix = _confusion(run)
+    matrix = confusion_of(run)
     if matrix is None:
         return None
     labels, counts, normalized = (
-        [_esc(label) for label in matrix[0]],
+        [esc(label) for label in matrix[0]],
         matrix[1],
-        [_rounded(row) for row in matrix[2]],
+        [rounded(row) for row in matrix[2]],
     )
     split = run.tags.get("harness.eval_split", "evaluation")
     fig = confusion_heatmap(
         labels,
         counts,
         normalized,
-        f"{_esc(run.experiment)}: confusion matrix ({_esc(split)}, row-normalised)",
+        f"{esc(run.experiment)}: confusion matrix ({esc(split)}, row-normalised)",
     )
-    return _figure_html(fig, height=520)
+    return figure_html(fig, height=520)
 
 
 def _is_square(rows: Any, size: int) -> bool:
@@ -763,7 +763,7 @@ def _problem_suffix(run: RunRecord, path: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _examples_section(runs: Sequence[RunRecord]) -> _Section:
+def _examples_section(runs: Sequence[RunRecord]) -> Section:
     for run in runs:
         png = run.artifacts.examples_png if run.artifacts else None
         if png and png.startswith(PNG_SIGNATURE):
@@ -775,9 +775,9 @@ def _examples_section(runs: Sequence[RunRecord]) -> _Section:
                     f"run {run.experiment} has no readable data/examples.json; image rows are unlabelled",
                 )
             )
-            return _Section("examples", _examples_html(run, png), warnings)
+            return Section("examples", _examples_html(run, png), warnings)
     message = "No run has a data/examples.png to show."
-    return _Section("examples", _missing_html(message), (message,) if runs else ())
+    return Section("examples", missing_html(message), (message,) if runs else ())
 
 
 def _examples_html(run: RunRecord, png: bytes) -> str:
@@ -786,11 +786,11 @@ def _examples_html(run: RunRecord, png: bytes) -> str:
     rows = max(len(labels), 1)
     height = rows * EXAMPLE_ROW_PX
     data_uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-    label_column = "".join(f"<span>{_esc(label)}</span>" for label in labels)
+    label_column = "".join(f"<span>{esc(label)}</span>" for label in labels)
     image_size = run.params.get("data.image_size", "32")
     return f"""<figure class="examples">
-<figcaption><strong>Preprocessed {_esc(image_size)}×{_esc(image_size)} training images, one row per
-class</strong> (from run {_esc(run.experiment)}; rows labelled by class, columns are examples).</figcaption>
+<figcaption><strong>Preprocessed {esc(image_size)}×{esc(image_size)} training images, one row per
+class</strong> (from run {esc(run.experiment)}; rows labelled by class, columns are examples).</figcaption>
 <div class="example-grid">
 <div class="row-labels" style="height:{height}px;grid-template-rows:repeat({rows},1fr)">{label_column}</div>
 <img src="{data_uri}" alt="preprocessed training images, one row per class" style="height:{height}px">
@@ -803,7 +803,7 @@ class</strong> (from run {_esc(run.experiment)}; rows labelled by class, columns
 # ---------------------------------------------------------------------------------------------
 
 
-def _data_quality_section(runs: Sequence[RunRecord]) -> _Section:
+def _data_quality_section(runs: Sequence[RunRecord]) -> Section:
     """One row per dataset (by digest): images used, inputs skipped by reason, duplicates found."""
     rows: dict[str, dict[str, Any]] = {}
     for run in runs:
@@ -825,7 +825,7 @@ def _data_quality_section(runs: Sequence[RunRecord]) -> _Section:
             "First run": run.experiment,
         }
     if not rows:
-        return _Section("data-quality", _missing_html("No run logged data/quality.json."))
+        return Section("data-quality", missing_html("No run logged data/quality.json."))
     note = (
         "<p>Inputs the adapters skipped (missing, unreadable, out-of-range labels, blank images…) "
         "and duplicate images found within the training split and between training and validation "
@@ -833,10 +833,10 @@ def _data_quality_section(runs: Sequence[RunRecord]) -> _Section:
         "<code>data.dedupe_distance</code> bits). Whether copies were dropped from validation is "
         "the run's <code>data.dedupe</code> setting.</p>"
     )
-    return _Section("data-quality", note + _table_html(list(rows.values()), {}))
+    return Section("data-quality", note + table_html(list(rows.values()), {}))
 
 
-def _provenance_section(suite: Suite, generated: datetime) -> _Section:
+def _provenance_section(suite: Suite, generated: datetime) -> Section:
     runs = suite.runs
     all_runs = [run for group in suite.seed_runs.values() for run in group] or list(runs)
     status = (
@@ -860,12 +860,12 @@ def _provenance_section(suite: Suite, generated: datetime) -> _Section:
         ),
         ("Generated", f"{_timestamp(generated)} by fer-harness {__version__}"),
     ]
-    items = "".join(f"<dt>{_esc(key)}</dt><dd>{_esc(value)}</dd>" for key, value in facts)
+    items = "".join(f"<dt>{esc(key)}</dt><dd>{esc(value)}</dd>" for key, value in facts)
     body = f'<dl class="facts">{items}</dl>'
     if runs:
         ordered = sorted(all_runs, key=lambda run: (run_sort_key(run), run.seed or 0))
-        body += "<h3>Runs used</h3>" + _table_html([_provenance_row(run) for run in ordered], {})
-    return _Section("provenance", body)
+        body += "<h3>Runs used</h3>" + table_html([_provenance_row(run) for run in ordered], {})
+    return Section("provenance", body)
 
 
 def _provenance_row(run: RunRecord) -> dict[str, Any]:
@@ -887,7 +887,7 @@ def _provenance_row(run: RunRecord) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _figure_html(fig: go.Figure, *, height: int) -> str:
+def figure_html(fig: go.Figure, *, height: int) -> str:
     """A figure as a <div> plus its plotting call; plotly.js itself is inlined once in <head>."""
     import plotly.io as pio
 
@@ -908,15 +908,15 @@ def _figure_html(fig: go.Figure, *, height: int) -> str:
     )
 
 
-def _missing_html(message: str) -> str:
-    return f'<p class="missing">{_esc(message)}</p>'
+def missing_html(message: str) -> str:
+    return f'<p class="missing">{esc(message)}</p>'
 
 
-def _esc(text: object) -> str:
+def esc(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _rounded(values: Iterable[float | None], digits: int = 4) -> list[float | None]:
+def rounded(values: Iterable[float | None], digits: int = 4) -> list[float | None]:
     """Round for the page: four digits are plenty on screen and keep figure JSON small."""
     return [
         None if value is None or math.isnan(value) else round(float(value), digits)
@@ -945,11 +945,11 @@ def _points(value: float) -> str:
     return f"{100 * value:+.1f} pp"
 
 
-def _count(value: float) -> str:
+def count_text(value: float) -> str:
     return f"{int(value):,}"
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
     minutes, rest = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {rest:02d}s"

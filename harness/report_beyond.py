@@ -19,25 +19,25 @@ from typing import TYPE_CHECKING, Any
 from harness.claims import Comparison, ComparisonResult, compare
 from harness.report import (
     PALETTE,
-    _confusion,
-    _error_bars,
-    _esc,
-    _figure_html,
-    _missing_html,
-    _rounded,
-    _Section,
-    _table_html,
+    Section,
+    confusion_of,
+    error_bars,
+    esc,
+    figure_html,
+    missing_html,
+    rounded,
+    table_html,
 )
 from harness.report_stats import (
     Headline,
-    _bracket,
-    _headline_cell,
-    _p,
-    _pp,
-    _seed_list,
+    bracket_text,
     difference_cells,
     headline,
+    headline_cell,
+    p_text,
+    pp_text,
     recall_intervals,
+    seed_list,
     source_line,
 )
 from harness.tracking.read import RunRecord, Suite, run_sort_key
@@ -145,11 +145,11 @@ def _ingredient(run: RunRecord) -> str:
 
 def beyond_section(
     suite: Suite, table: Mapping[tuple[str, str], Headline] | None = None
-) -> _Section:
+) -> Section:
     """The ablation ladder with intervals, what each rung buys, and the top rung vs rung 0."""
     rungs = ladder(suite)
     if not rungs:
-        return _Section(ANCHOR, _missing_html(NO_LADDER))
+        return Section(ANCHOR, missing_html(NO_LADDER))
     steps = chain(rungs)
     gaps = missing_rungs(steps)
     table = table or {}
@@ -171,7 +171,7 @@ def beyond_section(
         _off_ladder_html(suite, rungs, table),
         _top_vs_base_html(steps),
     ]
-    return _Section(ANCHOR, "\n".join(part for part in parts if part), tuple(warnings))
+    return Section(ANCHOR, "\n".join(part for part in parts if part), tuple(warnings))
 
 
 def _intro_html(steps: Mapping[int, Rung]) -> str:
@@ -179,7 +179,7 @@ def _intro_html(steps: Mapping[int, Rung]) -> str:
     return (
         "<p>The study stopped at a residual CNN on 32-pixel faces. This ablation ladder starts "
         "from its best model (rung 0) and adds one ingredient of a modern recipe per rung "
-        f"(up to rung {top.number}, <code>{_esc(top.experiment)}</code>), so each step's "
+        f"(up to rung {top.number}, <code>{esc(top.experiment)}</code>), so each step's "
         "difference is what that ingredient buys on top of everything below it. Intervals are "
         "95%: Student-t over seeds where a rung has several, otherwise a bootstrap over the "
         "validation images (“img”); differences are paired over the same validation images. "
@@ -201,7 +201,7 @@ def _gaps_html(gaps: Sequence[int], rungs: Sequence[Rung], steps: Mapping[int, R
                 f"Rung {rung.number} is claimed by both {steps[rung.number].experiment} and "
                 f"{rung.experiment}; the steps use {steps[rung.number].experiment}."
             )
-    return "".join(_missing_html(line) for line in lines)
+    return "".join(missing_html(line) for line in lines)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,7 +247,7 @@ def _ladder_figure(
         scattermode="group",
         legend={"orientation": "h", "y": -0.32, "yanchor": "top"},
     )  # fmt: skip
-    return _figure_html(fig, height=600)
+    return figure_html(fig, height=600)
 
 
 def _extent(values: Sequence[Headline | None]) -> list[float]:
@@ -274,7 +274,7 @@ def _ladder_trace(
     pairs = list(zip([value[2] if value else None for value in values], means, strict=True))
     return go.Scatter(
         x=list(ticks),
-        y=_rounded(means),
+        y=rounded(means),
         mode="lines+markers",
         name=f"{name} (mean, 95% interval)",
         line={"color": colour},
@@ -283,8 +283,8 @@ def _ladder_trace(
         error_y={
             "type": "data",
             "symmetric": False,
-            "array": _rounded(i.high - m if i and m is not None else None for i, m in pairs),
-            "arrayminus": _rounded(m - i.low if i and m is not None else None for i, m in pairs),
+            "array": rounded(i.high - m if i and m is not None else None for i, m in pairs),
+            "arrayminus": rounded(m - i.low if i and m is not None else None for i, m in pairs),
             "thickness": 1.5,
             "width": 5,
         },
@@ -298,8 +298,8 @@ def _interval_note(value: Headline | None) -> str:
         return "(no run)"
     _, _, interval, how = value
     if interval is None:
-        return f"({_esc(how)}, no interval)"
-    return f"[{100 * interval.low:.1f}, {100 * interval.high:.1f}] ({_esc(how)})"
+        return f"({esc(how)}, no interval)"
+    return f"[{100 * interval.low:.1f}, {100 * interval.high:.1f}] ({esc(how)})"
 
 
 def _tick_text(number: int, rung: Rung | None) -> str:
@@ -308,13 +308,13 @@ def _tick_text(number: int, rung: Rung | None) -> str:
     plus = number > 0 and not rung.ingredient.startswith("+")
     ingredient = f"+ {rung.ingredient}" if plus else rung.ingredient
     lines = textwrap.wrap(ingredient, TICK_WIDTH, max_lines=TICK_LINES, placeholder=" …")
-    return "<br>".join(_esc(line) for line in [rung.label, *lines])
+    return "<br>".join(esc(line) for line in [rung.label, *lines])
 
 
 def _add_reference(fig: go.Figure, reference: Reference) -> None:
     # Named in the legend rather than labelled on the plot: lines 2 points apart, crossed by the
     # rungs' error bars, leave no room for long labels.
-    label = {"name": _esc(reference.label), "showlegend": True, "legendgroup": "references"}
+    label = {"name": esc(reference.label), "showlegend": True, "legendgroup": "references"}
     if reference.high > reference.low:
         fig.add_hrect(
             y0=reference.low, y1=reference.high, fillcolor=reference.colour, opacity=0.15,
@@ -344,7 +344,7 @@ def _references_html(rungs: Sequence[Rung]) -> str:
             "drawn only for runs on FER2013; these runs are on another dataset.</p>"
         )
     items = "".join(
-        f"<li><strong>{_reference_value(ref)}</strong>: {_esc(ref.label)}</li>" for ref in references
+        f"<li><strong>{_reference_value(ref)}</strong>: {esc(ref.label)}</li>" for ref in references
     )
     return (
         f"<p>Reference lines on the chart (FER2013):</p><ul>{items}</ul>"
@@ -408,20 +408,20 @@ def _names_missing_rung(result: ComparisonResult) -> bool:
 
 def _steps_html(results: Sequence[ComparisonResult]) -> str:
     if not results:
-        return _missing_html("Only rung 0 has runs: there is no step to measure yet.")
+        return missing_html("Only rung 0 has runs: there is no step to measure yet.")
     items = "".join(_step_item(result) for result in results)
     rows = [_step_row(result) for result in results]
-    return f'<ul class="claims">{items}</ul>' + _table_html(rows, {})
+    return f'<ul class="claims">{items}</ul>' + table_html(rows, {})
 
 
 def _step_item(result: ComparisonResult) -> str:
     comparison, difference = result.comparison, result.difference
-    head = f"<strong>{_esc(comparison.title)}: {_esc(comparison.a)} − {_esc(comparison.b)}.</strong> "
+    head = f"<strong>{esc(comparison.title)}: {esc(comparison.a)} − {esc(comparison.b)}.</strong> "
     if difference is None:
-        return f'<li class="unclear">{head}Not measured: {_esc(result.missing)}.</li>'
+        return f'<li class="unclear">{head}Not measured: {esc(result.missing)}.</li>'
     interval = difference.accuracy
     css = "ok" if interval.low > 0 else "bad" if interval.high < 0 else "unclear"
-    return f'<li class="{css}">{head}{_esc(step_sentence(result))}</li>'
+    return f'<li class="{css}">{head}{esc(step_sentence(result))}</li>'
 
 
 def step_sentence(result: ComparisonResult) -> str:
@@ -431,10 +431,10 @@ def step_sentence(result: ComparisonResult) -> str:
     interval = difference.accuracy
     adds = comparison.claim if comparison.claim == OVERALL else f"adds {comparison.claim}"
     sentence = (
-        f"{comparison.a} ({adds}): {_pp(interval.estimate)} points of accuracy "
-        f"{_bracket(interval)} (95% paired bootstrap over {difference.n_images:,} validation "
+        f"{comparison.a} ({adds}): {pp_text(interval.estimate)} points of accuracy "
+        f"{bracket_text(interval)} (95% paired bootstrap over {difference.n_images:,} validation "
         f"images, {difference.n_seeds[0]} vs {difference.n_seeds[1]} seed(s)), McNemar "
-        f"{_p(result.p_value)}. "
+        f"{p_text(result.p_value)}. "
     )
     return sentence + _reading(result)
 
@@ -488,15 +488,15 @@ def _off_ladder_html(
         {
             "Experiment": run.experiment,
             "Description": _ingredient(run),
-            "Seeds": _seed_list(suite.seed_runs.get(run.experiment) or (run,)),
-            "Val. accuracy [95% CI]": _headline_cell(
+            "Seeds": seed_list(suite.seed_runs.get(run.experiment) or (run,)),
+            "Val. accuracy [95% CI]": headline_cell(
                 table.get((run.experiment, "final_val_accuracy"))
                 or headline(suite.seed_runs.get(run.experiment) or (run,), "final_val_accuracy")
             ),
         }
         for run in others
     ]
-    return "<h3>Also tagged <code>beyond</code>, off the ladder</h3>" + _table_html(rows, {})
+    return "<h3>Also tagged <code>beyond</code>, off the ladder</h3>" + table_html(rows, {})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -509,9 +509,9 @@ def _top_vs_base_html(steps: Mapping[int, Rung]) -> str:
     base = steps.get(0)
     heading = "<h3>The modern recipe next to the study's best</h3>"
     if base is None:
-        return heading + _missing_html("Rung 0 (the study's best model) has no finished run.")
+        return heading + missing_html("Rung 0 (the study's best model) has no finished run.")
     if top is base:
-        return heading + _missing_html("Only rung 0 has runs: no modern recipe to set beside it.")
+        return heading + missing_html("Only rung 0 has runs: no modern recipe to set beside it.")
     recall = _recall_figure(base, top)
     cards = [_confusion_card(rung) for rung in (base, top)]
     note = (
@@ -534,16 +534,16 @@ def _recall_figure(base: Rung, top: Rung) -> str:
         labels, values, bounds = estimate
         fig.add_trace(
             go.Bar(
-                x=[_esc(label) for label in labels],
-                y=_rounded(values),
-                name=f"{_esc(rung.label)} ({len(rung.seeds)} seed(s))",
+                x=[esc(label) for label in labels],
+                y=rounded(values),
+                name=f"{esc(rung.label)} ({len(rung.seeds)} seed(s))",
                 marker_color=colour,
-                error_y=_error_bars(values, bounds),
-                hovertemplate="%{x}: recall %{y:.1%}<extra>" + _esc(rung.experiment) + "</extra>",
+                error_y=error_bars(values, bounds),
+                hovertemplate="%{x}: recall %{y:.1%}<extra>" + esc(rung.experiment) + "</extra>",
             )
         )
     note = (
-        _missing_html(f"No well-formed confusion matrix for {' or '.join(absent)}: no per-class recall.")
+        missing_html(f"No well-formed confusion matrix for {' or '.join(absent)}: no per-class recall.")
         if absent
         else ""
     )
@@ -560,14 +560,14 @@ def _recall_figure(base: Rung, top: Rung) -> str:
         },
         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 1, "xanchor": "right"},
     )  # fmt: skip
-    return note + _figure_html(fig, height=460)
+    return note + figure_html(fig, height=460)
 
 
 def summed_confusion(
     seeds: Sequence[RunRecord],
 ) -> tuple[list[str], list[list[int]], list[list[float]]] | None:
     """The seeds' confusion matrices summed: (labels, counts, row-normalised), if all agree."""
-    matrices = [_confusion(run) for run in seeds]
+    matrices = [confusion_of(run) for run in seeds]
     if not matrices or any(matrix is None for matrix in matrices):
         return None
     labels = matrices[0][0]
@@ -585,14 +585,14 @@ def _confusion_card(rung: Rung) -> str:
     matrix = summed_confusion(rung.seeds)
     if matrix is None:
         message = f"{rung.experiment} has no well-formed confusion matrix."
-        return f'<div class="card">{_missing_html(message)}</div>'
+        return f'<div class="card">{missing_html(message)}</div>'
     labels, counts, normalized = matrix
     split = rung.seeds[0].tags.get("harness.eval_split", "evaluation")
     summed = f", {len(rung.seeds)} seeds summed" if len(rung.seeds) > 1 else ""
     fig = confusion_heatmap(
-        [_esc(label) for label in labels],
+        [esc(label) for label in labels],
         counts,
-        [_rounded(row) for row in normalized],
-        f"{_esc(rung.label)}: confusion matrix ({_esc(split)}{summed})",
+        [rounded(row) for row in normalized],
+        f"{esc(rung.label)}: confusion matrix ({esc(split)}{summed})",
     )
-    return f'<div class="card">{_figure_html(fig, height=520)}</div>'
+    return f'<div class="card">{figure_html(fig, height=520)}</div>'

@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Any
 from harness.claims import RULES, STUDY_COMPARISONS, Comparison, ComparisonResult, compare
 from harness.report import (
     PALETTE,
-    _chance_html,
-    _count,
-    _duration,
-    _esc,
-    _figure_html,
-    _missing_html,
-    _rounded,
-    _Section,
-    _table_html,
+    Section,
+    chance_html,
+    count_text,
+    duration_text,
+    esc,
+    figure_html,
+    missing_html,
+    rounded,
+    table_html,
 )
 from harness.stats import (
     BOOTSTRAP_RESAMPLES,
@@ -64,10 +64,10 @@ def source_line(suite: Suite, what: str = "final-epoch metrics") -> str:
     datasets = sorted({run.tags.get("harness.dataset") or "unknown dataset" for run in runs})
     splits = sorted({run.tags.get("harness.eval_split") or "unknown split" for run in runs})
     return (
-        f'<p class="source">Source: MLflow experiment <code>{_esc(suite.experiment_name)}</code> '
-        f"({len(runs)} finished training run(s)); {_esc(what)} on the "
-        f"<strong>{_esc(', '.join(splits))}</strong> split of "
-        f"<strong>{_esc(', '.join(datasets))}</strong>.</p>"
+        f'<p class="source">Source: MLflow experiment <code>{esc(suite.experiment_name)}</code> '
+        f"({len(runs)} finished training run(s)); {esc(what)} on the "
+        f"<strong>{esc(', '.join(splits))}</strong> split of "
+        f"<strong>{esc(', '.join(datasets))}</strong>.</p>"
     )
 
 
@@ -76,10 +76,10 @@ def source_line(suite: Suite, what: str = "final-epoch metrics") -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def summary_section(suite: Suite, table: Mapping[tuple[str, str], Headline] | None = None) -> _Section:
+def summary_section(suite: Suite, table: Mapping[tuple[str, str], Headline] | None = None) -> Section:
     """Per experiment: seeds, and each headline metric as mean ± sd [95% interval]."""
     if not suite.runs:
-        return _Section("summary", _missing_html("No finished training runs to summarise."))
+        return Section("summary", missing_html("No finished training runs to summarise."))
     table = headlines(suite) if table is None else table
     rows = [_summary_row(run, suite.seed_runs.get(run.experiment) or (run,), table) for run in suite.runs]
     note = (
@@ -88,9 +88,9 @@ def summary_section(suite: Suite, table: Mapping[tuple[str, str], Headline] | No
         "single seed, a bootstrap over validation images (marked “img”; none for macro-F1). "
         "See <a href=\"#methods\">Methods</a>.</p>"
     )
-    formatters = {"Parameters": _count, "Training time (mean)": _duration}
-    body = source_line(suite) + note + _chance_html(suite.runs) + _table_html(rows, formatters)
-    return _Section("summary", body)
+    formatters = {"Parameters": count_text, "Training time (mean)": duration_text}
+    body = source_line(suite) + note + chance_html(suite.runs) + table_html(rows, formatters)
+    return Section("summary", body)
 
 
 def _summary_row(
@@ -99,10 +99,10 @@ def _summary_row(
     row: dict[str, Any] = {
         "Experiment": run.experiment,
         "Paper iteration": run.paper_iteration,
-        "Seeds": _seed_list(seeds),
+        "Seeds": seed_list(seeds),
     }
     for key, label in HEADLINE_METRICS:
-        row[label] = _headline_cell(table.get((run.experiment, key)) or headline(seeds, key))
+        row[label] = headline_cell(table.get((run.experiment, key)) or headline(seeds, key))
     row["Parameters"] = run.metric("n_parameters")
     row["Training time (mean)"] = _mean_metric(seeds, "train_seconds")
     row["Comparisons"] = ", ".join(run.comparisons)
@@ -152,7 +152,7 @@ def _image_intervals(seeds: Sequence[RunRecord]) -> tuple[Interval, Interval] | 
     return bootstrap_scores(predictions.y_true, predictions.correct)
 
 
-def _headline_cell(value: Headline) -> str | None:
+def headline_cell(value: Headline) -> str | None:
     mean, sd, interval, how = value
     if math.isnan(mean):
         return None
@@ -164,7 +164,7 @@ def _headline_cell(value: Headline) -> str | None:
     return text + " %"
 
 
-def _seed_list(seeds: Sequence[RunRecord]) -> str:
+def seed_list(seeds: Sequence[RunRecord]) -> str:
     known = [str(run.seed) for run in seeds if run.seed is not None]
     return f"{len(seeds)} ({', '.join(known)})" if known else str(len(seeds))
 
@@ -229,10 +229,10 @@ def _confusion_counts(run: RunRecord) -> tuple[list[str], list[list[float]]] | N
 
 def claims_section(
     suite: Suite, comparisons: Sequence[Comparison] = STUDY_COMPARISONS
-) -> _Section:
+) -> Section:
     """Each claim in words with its interval and p-value, a table, and a forest plot."""
     if not suite.runs:
-        return _Section("claims", _missing_html("No finished training runs: no claim can be tested."))
+        return Section("claims", missing_html("No finished training runs: no claim can be tested."))
     results = [compare(comparison, suite.seed_runs) for comparison in comparisons]
     warnings = tuple(
         f"claim '{result.comparison.title}' not tested: {result.missing}"
@@ -250,7 +250,7 @@ def claims_section(
         '<ul class="claims">' + "".join(_claim_item(result) for result in claims) + "</ul>",
         _forest_plot([result for result in results if result.difference is not None]),
         "<h3>All comparisons</h3>",
-        _table_html([_comparison_row(result) for result in results], {}),
+        table_html([_comparison_row(result) for result in results], {}),
     ]
     if others:
         parts.append(
@@ -258,16 +258,16 @@ def claims_section(
             "expected direction is the paper's numbers or, where the paper is silent, the "
             "claim that balanced sampling helps.</p>"
         )
-    return _Section("claims", "\n".join(part for part in parts if part), warnings)
+    return Section("claims", "\n".join(part for part in parts if part), warnings)
 
 
 def _claim_item(result: ComparisonResult) -> str:
     comparison = result.comparison
     css = VERDICT_CLASS[result.verdict]
-    head = f"<strong>The study: {_esc(comparison.claim)}.</strong> "
+    head = f"<strong>The study: {esc(comparison.claim)}.</strong> "
     if result.difference is None:
-        return f'<li class="{css}">{head}Not tested: {_esc(result.missing)}.</li>'
-    return f'<li class="{css}">{head}{_esc(claim_sentence(result))}</li>'
+        return f'<li class="{css}">{head}Not tested: {esc(result.missing)}.</li>'
+    return f'<li class="{css}">{head}{esc(claim_sentence(result))}</li>'
 
 
 def claim_sentence(result: ComparisonResult) -> str:
@@ -279,16 +279,16 @@ def claim_sentence(result: ComparisonResult) -> str:
     seeds = f"{difference.n_seeds[0]} vs {difference.n_seeds[1]} seed(s)"
     p = result.p_value
     sentence = (
-        f"Here {comparison.a} − {comparison.b} = {_pp(interval.estimate)} points of {metric} "
-        f"{_bracket(interval)} (95% paired bootstrap over {difference.n_images:,} validation "
-        f"images, {seeds}), McNemar {_p(p)}: {result.verdict}."
+        f"Here {comparison.a} − {comparison.b} = {pp_text(interval.estimate)} points of {metric} "
+        f"{bracket_text(interval)} (95% paired bootstrap over {difference.n_images:,} validation "
+        f"images, {seeds}), McNemar {p_text(p)}: {result.verdict}."
     )
     if result.verdict == "inconclusive" and interval.excludes_zero():
         sentence += " The interval excludes zero, but McNemar's test does not confirm it."
     if comparison.expect == "no_better" and result.verdict == "reproduced":
         sentence += (
             f" {comparison.a} is not shown to be better; the interval allows at most "
-            f"{_pp(interval.high)} points."
+            f"{pp_text(interval.high)} points."
         )
     return sentence
 
@@ -315,12 +315,12 @@ def difference_cells(result: ComparisonResult, sides: tuple[str, str]) -> dict[s
     a, b = sides
     return {
         f"Seeds ({a}, {b})": f"{difference.n_seeds[0]}, {difference.n_seeds[1]}",
-        "Δ accuracy [95% CI], pp": f"{_pp(difference.accuracy.estimate)} {_bracket(difference.accuracy)}",
+        "Δ accuracy [95% CI], pp": f"{pp_text(difference.accuracy.estimate)} {bracket_text(difference.accuracy)}",
         "Δ balanced accuracy [95% CI], pp": (
-            f"{_pp(difference.balanced_accuracy.estimate)} {_bracket(difference.balanced_accuracy)}"
+            f"{pp_text(difference.balanced_accuracy.estimate)} {bracket_text(difference.balanced_accuracy)}"
         ),
         f"McNemar ({a} only right / {b} only right), p": (
-            "; ".join(f"{test.b}/{test.c}, {_p(test.p_value)}" for test in result.mcnemar)
+            "; ".join(f"{test.b}/{test.c}, {p_text(test.p_value)}" for test in result.mcnemar)
         ),
     }
 
@@ -331,7 +331,7 @@ def _forest_plot(results: Sequence[ComparisonResult]) -> str:
     if not results:
         return ""
     fig = go.Figure()
-    names = [_esc(result.comparison.title) for result in results]
+    names = [esc(result.comparison.title) for result in results]
     for metric, label, colour, offset in (
         ("accuracy", "Δ accuracy", PALETTE[0], -0.15),
         ("balanced_accuracy", "Δ balanced accuracy", PALETTE[1], 0.15),
@@ -339,7 +339,7 @@ def _forest_plot(results: Sequence[ComparisonResult]) -> str:
         intervals = [getattr(result.difference, metric) for result in results]
         fig.add_trace(
             go.Scatter(
-                x=_rounded(100 * i.estimate for i in intervals),
+                x=rounded(100 * i.estimate for i in intervals),
                 y=[index + offset for index in range(len(results))],
                 mode="markers",
                 name=label,
@@ -347,8 +347,8 @@ def _forest_plot(results: Sequence[ComparisonResult]) -> str:
                 error_x={
                     "type": "data",
                     "symmetric": False,
-                    "array": _rounded(100 * (i.high - i.estimate) for i in intervals),
-                    "arrayminus": _rounded(100 * (i.estimate - i.low) for i in intervals),
+                    "array": rounded(100 * (i.high - i.estimate) for i in intervals),
+                    "arrayminus": rounded(100 * (i.estimate - i.low) for i in intervals),
                 },
                 text=names,
                 hovertemplate="%{text}<br>" + label + ": %{x:+.1f} pp<extra></extra>",
@@ -366,7 +366,7 @@ def _forest_plot(results: Sequence[ComparisonResult]) -> str:
         },
         legend={"orientation": "h", "y": -0.25, "yanchor": "top"},
     )
-    return _figure_html(fig, height=140 + 55 * len(results))
+    return figure_html(fig, height=140 + 55 * len(results))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,11 +374,11 @@ def _forest_plot(results: Sequence[ComparisonResult]) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def paper_section(suite: Suite, table: Mapping[tuple[str, str], Headline] | None = None) -> _Section:
+def paper_section(suite: Suite, table: Mapping[tuple[str, str], Headline] | None = None) -> Section:
     """Per paper iteration: the study's accuracy, ours with its interval, the gap, both rankings."""
     rows = [run for run in suite.runs if run.paper_iteration is not None]
     if not rows:
-        return _Section("paper", _missing_html("No run reproduces one of the paper's iterations."))
+        return Section("paper", missing_html("No run reproduces one of the paper's iterations."))
     table = headlines(suite) if table is None else table
     ours = {
         run.experiment: table.get((run.experiment, "final_val_accuracy"))
@@ -403,7 +403,7 @@ def paper_section(suite: Suite, table: Mapping[tuple[str, str], Headline] | None
     order = (
         "<p>Rank 1 is the highest accuracy among the iterations the paper gives a number for "
         "(ties share a rank). Paper order: "
-        f"{_esc(_ordering(paper_rank))}; ours: {_esc(_ordering(our_rank))}.</p>"
+        f"{esc(_ordering(paper_rank))}; ours: {esc(_ordering(our_rank))}.</p>"
         if ranked
         else ""
     )
@@ -415,11 +415,11 @@ def paper_section(suite: Suite, table: Mapping[tuple[str, str], Headline] | None
     body = (
         source_line(suite)
         + note
-        + _table_html(table, {})
+        + table_html(table, {})
         + order
         + _paper_figure(rows, ours)
     )
-    return _Section("paper", body)
+    return Section("paper", body)
 
 
 def _ranks(values: Mapping[str, float]) -> dict[str, int]:
@@ -452,21 +452,21 @@ def _paper_figure(runs: Sequence[RunRecord], ours: Mapping[str, tuple[Any, ...]]
 
     from harness.figures import paper_markers
 
-    names = [f"{_esc(run.paper_iteration)}: {_esc(run.experiment)}" for run in runs]
+    names = [f"{esc(run.paper_iteration)}: {esc(run.experiment)}" for run in runs]
     means = [ours[run.experiment][0] for run in runs]
     intervals = [ours[run.experiment][2] for run in runs]
     fig = go.Figure()
     fig.add_trace(
         go.Bar(
             x=names,
-            y=_rounded(None if math.isnan(m) else m for m in means),
+            y=rounded(None if math.isnan(m) else m for m in means),
             name="reproduced (mean, 95% interval)",
             marker_color=PALETTE[0],
             error_y={
                 "type": "data",
                 "symmetric": False,
-                "array": _rounded((i.high - m) if i else 0.0 for i, m in zip(intervals, means, strict=True)),
-                "arrayminus": _rounded((m - i.low) if i else 0.0 for i, m in zip(intervals, means, strict=True)),
+                "array": rounded((i.high - m) if i else 0.0 for i, m in zip(intervals, means, strict=True)),
+                "arrayminus": rounded((m - i.low) if i else 0.0 for i, m in zip(intervals, means, strict=True)),
             },
         )
     )
@@ -477,7 +477,7 @@ def _paper_figure(runs: Sequence[RunRecord], ours: Mapping[str, tuple[Any, ...]]
         yaxis={"title": {"text": "validation accuracy"}, "range": [0, 1], "tickformat": ".0%"},
         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 1, "xanchor": "right"},
     )
-    return _figure_html(fig, height=440)
+    return figure_html(fig, height=440)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -485,12 +485,12 @@ def _paper_figure(runs: Sequence[RunRecord], ours: Mapping[str, tuple[Any, ...]]
 # ---------------------------------------------------------------------------------------------
 
 
-def overfitting_section(suite: Suite) -> _Section:
+def overfitting_section(suite: Suite) -> Section:
     """The gap between training and validation accuracy per epoch, one line per run."""
     experiments = sorted(suite.seed_runs.items(), key=lambda item: run_sort_key(item[1][0]))
     with_gap = [(name, runs) for name, runs in experiments if any(_has_gap(run) for run in runs)]
     if not with_gap:
-        return _Section("overfitting", _missing_html("No run has per-epoch training and validation accuracy."))
+        return Section("overfitting", missing_html("No run has per-epoch training and validation accuracy."))
     fig = _gap_figure(with_gap)
     rows = [_gap_row(name, runs) for name, runs in with_gap]
     note = (
@@ -499,7 +499,7 @@ def overfitting_section(suite: Suite) -> _Section:
         "of training accuracy (on the images drawn that epoch) minus validation accuracy (on "
         "the whole validation split).</p>"
     )
-    return _Section("overfitting", source_line(suite, "per-epoch accuracy") + note + fig + _table_html(rows, {}))
+    return Section("overfitting", source_line(suite, "per-epoch accuracy") + note + fig + table_html(rows, {}))
 
 
 def _has_gap(run: RunRecord) -> bool:
@@ -522,13 +522,13 @@ def _gap_figure(groups: Sequence[tuple[str, Sequence[RunRecord]]]) -> str:
             fig.add_trace(
                 go.Scatter(
                     x=history["epoch"].tolist(),
-                    y=_rounded(gap.tolist(), 2),
+                    y=rounded(gap.tolist(), 2),
                     mode="lines+markers",
-                    name=_esc(name),
-                    legendgroup=_esc(name),
+                    name=esc(name),
+                    legendgroup=esc(name),
                     showlegend=position == 0,
                     line={"color": colour, "dash": "solid" if index < len(PALETTE) else "dot"},
-                    hovertemplate=f"{_esc(name)}{seed}<br>epoch %{{x}}<br>gap %{{y:+.1f}} pp<extra></extra>",
+                    hovertemplate=f"{esc(name)}{seed}<br>epoch %{{x}}<br>gap %{{y:+.1f}} pp<extra></extra>",
                 )
             )
     fig.add_hline(y=0, line={"color": "#555", "dash": "dash"})
@@ -537,7 +537,7 @@ def _gap_figure(groups: Sequence[tuple[str, Sequence[RunRecord]]]) -> str:
         xaxis={"title": {"text": "epoch"}},
         yaxis={"title": {"text": "training − validation accuracy (pp)"}},
     )
-    return _figure_html(fig, height=480)
+    return figure_html(fig, height=480)
 
 
 def _gap_row(name: str, runs: Sequence[RunRecord]) -> dict[str, Any]:
@@ -563,12 +563,12 @@ def _gap_row(name: str, runs: Sequence[RunRecord]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
-def sweeps_section(suite: Suite) -> _Section:
+def sweeps_section(suite: Suite) -> Section:
     """Per Optuna study: counts, the best trial, optimisation history, parameter importances."""
     if not suite.sweeps:
-        return _Section(
+        return Section(
             "sweeps",
-            _missing_html(
+            missing_html(
                 "No sweep in this experiment (no run tagged harness.kind=sweep): run "
                 "`harness sweep` to add one."
             ),
@@ -581,29 +581,29 @@ def sweeps_section(suite: Suite) -> _Section:
     for sweep in suite.sweeps:
         parts.append(_sweep_block(sweep))
         warnings.extend(f"sweep {sweep.study}: {problem}" for problem in sweep.problems)
-    return _Section("sweeps", "\n".join(parts), tuple(warnings))
+    return Section("sweeps", "\n".join(parts), tuple(warnings))
 
 
 def _sweep_block(sweep: SweepRecord) -> str:
     states = _state_counts(sweep)
     objective = sweep.objective or "objective"
     facts = (
-        f"<p>Base experiment <code>{_esc(sweep.experiment or '?')}</code>; objective "
-        f"<code>{_esc(objective)}</code> ({_esc(sweep.direction or 'direction unknown')}) on the "
-        f"validation split; sweep run <code>{_esc(sweep.run_id)}</code> ({_esc(sweep.status)}). "
+        f"<p>Base experiment <code>{esc(sweep.experiment or '?')}</code>; objective "
+        f"<code>{esc(objective)}</code> ({esc(sweep.direction or 'direction unknown')}) on the "
+        f"validation split; sweep run <code>{esc(sweep.run_id)}</code> ({esc(sweep.status)}). "
         f"Trials: {states['COMPLETE']} completed, {states['PRUNED']} pruned, "
         f"{states['FAIL']} failed"
         + (f", {states['RUNNING']} running" if states.get("RUNNING") else "")
         + ".</p>"
     )
-    parts = [f'<div class="block"><h3>Study {_esc(sweep.study)}</h3>', facts, _best_trial_html(sweep)]
+    parts = [f'<div class="block"><h3>Study {esc(sweep.study)}</h3>', facts, _best_trial_html(sweep)]
     if sweep.trials:
         parts.append(_history_figure(sweep))
     else:
-        parts.append(_missing_html("No trials recorded (optuna/trials.json missing or empty)."))
+        parts.append(missing_html("No trials recorded (optuna/trials.json missing or empty)."))
     parts.append(_importance_html(sweep))
     if sweep.problems:
-        parts.append('<p class="note">Missing: ' + _esc("; ".join(sweep.problems)) + "</p>")
+        parts.append('<p class="note">Missing: ' + esc("; ".join(sweep.problems)) + "</p>")
     parts.append("</div>")
     return "\n".join(parts)
 
@@ -627,14 +627,14 @@ def _best_trial_html(sweep: SweepRecord) -> str:
         key.removeprefix("best."): value for key, value in sweep.params.items() if key.startswith("best.")
     }
     if value is None and not params:
-        return _missing_html("No best trial yet (no trial completed).")
+        return missing_html("No best trial yet (no trial completed).")
     row: dict[str, Any] = {
         "Best trial": best.get("number"),
         sweep.objective or "objective": f"{value:.4f}" if isinstance(value, int | float) else value,
         **{f"{key}": _param_text(val) for key, val in sorted(params.items())},
         "MLflow run": best.get("mlflow_run_id"),
     }
-    return _table_html([row], {})
+    return table_html([row], {})
 
 
 def _param_text(value: Any) -> str:
@@ -657,12 +657,12 @@ def _history_figure(sweep: SweepRecord) -> str:
         fig.add_trace(_best_so_far(complete, sweep.direction != "minimize"))
     objective = sweep.objective or "objective"
     fig.update_layout(
-        title={"text": f"Optimisation history of study {_esc(sweep.study)}"},
+        title={"text": f"Optimisation history of study {esc(sweep.study)}"},
         xaxis={"title": {"text": "trial number"}},
-        yaxis={"title": {"text": _esc(objective)}},
+        yaxis={"title": {"text": esc(objective)}},
         legend={"orientation": "h", "y": -0.2, "yanchor": "top"},
     )
-    return _figure_html(fig, height=420)
+    return figure_html(fig, height=420)
 
 
 def _trial_scatter(trials: Sequence[Mapping[str, Any]], name: str, state: str, source: str) -> go.Scatter:
@@ -671,7 +671,7 @@ def _trial_scatter(trials: Sequence[Mapping[str, Any]], name: str, state: str, s
     values = [_number(t.get("value")) if source == "value" else _last_intermediate(t) for t in trials]
     return go.Scatter(
         x=[int(t.get("number", 0)) for t in trials],
-        y=_rounded(values),
+        y=rounded(values),
         mode="markers",
         name=name,
         marker={"color": TRIAL_COLOURS[state], "size": 8, "symbol": "circle" if state == "COMPLETE" else "x"},
@@ -688,7 +688,7 @@ def _best_so_far(trials: Sequence[Mapping[str, Any]], maximize: bool) -> go.Scat
         best.append(value if not best else (max if maximize else min)(best[-1], value))
     return go.Scatter(
         x=[int(t.get("number", 0)) for t in trials],
-        y=_rounded(best),
+        y=rounded(best),
         mode="lines",
         line={"shape": "hv", "color": PALETTE[3]},
         name="best so far",
@@ -708,19 +708,19 @@ def _importance_html(sweep: SweepRecord) -> str:
     ordered = sorted(importances.items(), key=lambda item: item[1])
     fig = go.Figure(
         go.Bar(
-            x=_rounded(value for _, value in ordered),
-            y=[_esc(name) for name, _ in ordered],
+            x=rounded(value for _, value in ordered),
+            y=[esc(name) for name, _ in ordered],
             orientation="h",
             marker_color=PALETTE[0],
             name="importance",
         )
     )
     fig.update_layout(
-        title={"text": f"Parameter importances of study {_esc(sweep.study)} (Optuna, fANOVA)"},
+        title={"text": f"Parameter importances of study {esc(sweep.study)} (Optuna, fANOVA)"},
         xaxis={"title": {"text": "importance (share of objective variance)"}},
         yaxis={"title": {"text": "parameter"}},
     )
-    return _figure_html(fig, height=160 + 36 * len(ordered))
+    return figure_html(fig, height=160 + 36 * len(ordered))
 
 
 def _number(value: Any) -> float | None:
@@ -750,7 +750,7 @@ def _is_number_text(text: Any) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
-def methods_section() -> _Section:
+def methods_section() -> Section:
     """How every interval and test on the page is computed, and the rules for the verdicts."""
     body = f"""<ul>
 <li><strong>Repeated seeds.</strong> <code>harness run --seeds K</code> (or
@@ -775,24 +775,24 @@ p is the two-sided binomial test of b out of b + c at ½. With several seeds the
 pair and quotes the largest p, the most conservative.</li>
 <li><strong>Verdicts</strong> read the interval of the claim's metric (accuracy, or balanced
 accuracy for the sampling claim) and require McNemar's test to confirm it:
-{_esc(RULES['better'])} {_esc(RULES['no_better'])} The two can disagree: balanced accuracy
+{esc(RULES['better'])} {esc(RULES['no_better'])} The two can disagree: balanced accuracy
 averages per class, so its interval leaves out how the images fall into classes, while McNemar's
 test counts plain right and wrong answers.</li>
 </ul>"""
-    return _Section("methods", body)
+    return Section("methods", body)
 
 
-def _pp(value: float) -> str:
+def pp_text(value: float) -> str:
     """Percentage points with a sign; a value that rounds to zero is "+0.0", never "-0.0"."""
     text = f"{100 * value:+.1f}"
     return "+0.0" if text == "-0.0" else text
 
 
-def _bracket(interval: Interval) -> str:
-    return f"[{_pp(interval.low)}, {_pp(interval.high)}]"
+def bracket_text(interval: Interval) -> str:
+    return f"[{pp_text(interval.low)}, {pp_text(interval.high)}]"
 
 
-def _p(value: float | None) -> str:
+def p_text(value: float | None) -> str:
     if value is None:
         return "p n/a"
     return "p < 0.001" if value < 0.001 else f"p = {value:.3f}"

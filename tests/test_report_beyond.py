@@ -13,7 +13,7 @@ from mlflow_fixtures import log_fake_run
 from harness.claims import Comparison, compare
 from harness.report import SECTIONS, build_report
 from harness.report_beyond import NO_LADDER, beyond_section, chain, ladder, missing_rungs
-from harness.report_stats import _bracket, _pp
+from harness.report_stats import bracket_text, pp_text
 from harness.stats import bootstrap_scores, mean_interval
 from harness.tracking.read import Suite, load_suite
 
@@ -140,7 +140,7 @@ def test_a_clearly_better_rung_has_a_difference_interval_above_zero(fer: Suite, 
     assert interval.low > 0.2  # recall 0.8 vs 0.35 on the same 350 images
     item = _step_item(fer_body, "rung 3 vs rung 0 (overall)")
     assert item.startswith('<li class="ok">')
-    assert f"{_pp(interval.estimate)} points of accuracy {_bracket(interval)}" in item
+    assert f"{pp_text(interval.estimate)} points of accuracy {bracket_text(interval)}" in item
     assert "The interval excludes zero: this step gains accuracy" in item
     assert "McNemar p &lt; 0.001" in item
     assert "1 vs 2 seed(s)" in item  # modern_cpu has one seed, study_best two
