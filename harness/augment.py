@@ -73,6 +73,34 @@ def _affine(x: torch.Tensor, spec: AugmentSpec) -> torch.Tensor:
     return out.contiguous(memory_format=torch.channels_last) if _is_nhwc(x) else out
 
 
+# Ten-crop TTA: the side fraction of the corner crops (training crops take 90-100% of the side).
+TTA_CROP = 0.9
+
+
+def tta_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
+    """The views of the float batch `x` whose softmax test-time augmentation averages.
+
+    "flip": the batch and its mirror. "crops": the ten-crop views — the whole image and its four
+    corner crops of TTA_CROP of the side, resampled to the input size by the same bilinear
+    `grid_sample` as training crops, each with its mirror.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if mode == "flip":
+        return [x, x.flip(3)]
+    if mode != "crops":
+        raise ValueError(f"unknown test-time augmentation {mode!r}")
+    views = [x]
+    room = 1.0 - TTA_CROP
+    for tx, ty in ((-room, -room), (-room, room), (room, -room), (room, room)):
+        theta = torch.tensor([[TTA_CROP, 0.0, tx], [0.0, TTA_CROP, ty]], dtype=x.dtype, device=x.device)
+        grid = F.affine_grid(theta.expand(x.shape[0], 2, 3), list(x.shape), align_corners=False)
+        crop = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        views.append(crop.contiguous(memory_format=torch.channels_last) if _is_nhwc(x) else crop)
+    return views + [view.flip(3) for view in views]
+
+
 def _is_nhwc(x: torch.Tensor) -> bool:
     import torch
 

@@ -147,8 +147,10 @@ class TrainSpec(_Strict):
     # Decay of an exponential moving average of the weights, which is then what is evaluated and
     # saved (0 = off; 0.999 is usual for a few thousand steps).
     ema: float = Field(0.0, ge=0, lt=1)
-    # Test-time augmentation at evaluation: "flip" averages the softmax of each image and its mirror.
-    tta: Literal["none", "flip"] = "none"
+    # Test-time augmentation at evaluation: "flip" averages the softmax of each image and its mirror;
+    # "crops" the ten-crop average: the whole image and its four corner crops of 90% of the side
+    # (resampled to the input size), each with its mirror (see harness.augment.tta_views).
+    tta: Literal["none", "flip", "crops"] = "none"
 
     @field_validator("optimizer")
     @classmethod

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harness.augment import ModelEma, augment_batch, lr_scheduler, mix_batch
+from harness.augment import ModelEma, augment_batch, lr_scheduler, mix_batch, tta_views
 from harness.data.samplers import SAMPLERS, class_weights
 from harness.metrics import Evaluation, evaluate
 from harness.optim import OPTIMIZERS
@@ -294,11 +294,13 @@ def predict(
         for start in range(0, len(x), batch):
             xb = batch_input(x[start : start + batch], channels_last)
             with _autocast(spec, device):
-                logits = model(xb).float()
-                if spec.train.tta == "flip":
-                    # The mean of the softmax over the image and its mirror, as log-probabilities.
-                    probs = logits.softmax(1) + model(xb.flip(3)).float().softmax(1)
-                    logits = (probs / 2).log()
+                if spec.train.tta == "none":
+                    logits = model(xb).float()
+                else:
+                    # The mean of the softmax over the views, as log-probabilities.
+                    views = tta_views(xb, spec.train.tta)
+                    probs = sum(model(view).float().softmax(1) for view in views)
+                    logits = (probs / len(views)).log()
             if y is not None:
                 # Unweighted loss for reporting: validation loss is comparable across runs.
                 loss_sum += torch.nn.functional.cross_entropy(logits, y[start : start + batch], reduction="sum")

@@ -157,6 +157,38 @@ def test_flip_tta_averages_the_softmax_of_both_views() -> None:
     assert loss == pytest.approx(float(-probs[:, 0].log().mean()), rel=1e-5)
 
 
+def test_ten_crop_tta_averages_whole_image_and_corner_crops_with_mirrors() -> None:
+    import torch.nn.functional as F
+
+    from harness.augment import TTA_CROP, tta_views
+    from harness.train import predict
+
+    x = torch.arange(2 * 1 * 10 * 10, dtype=torch.float32).reshape(2, 1, 10, 10)
+    views = tta_views(x, "crops")
+    assert len(views) == 10 and all(v.shape == x.shape for v in views)
+    assert torch.equal(views[0], x) and torch.equal(views[5], x.flip(3))
+    # A corner crop of 90% of the side: the top-left view, sampled back at the input size, is
+    # bilinearly resizing the top-left 9x9 pixels to 10x10 (but for the last row and column,
+    # which read the crop's outer half pixel from the image rather than repeating the crop's edge).
+    expected = F.interpolate(x[:, :, :9, :9], size=(10, 10), mode="bilinear", align_corners=False)
+    assert TTA_CROP == 0.9 and torch.allclose(views[1][..., :-1, :-1], expected[..., :-1, :-1], atol=1e-4)
+    assert torch.allclose(views[6], views[1].flip(3))
+    # The four corners differ from each other and from the whole image.
+    assert len({tuple(v.flatten().tolist()) for v in views[:5]}) == 5
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(10 * 10, 3))
+    xb = torch.randint(0, 256, (6, 1, 10, 10), dtype=torch.uint8)
+
+    class Spec:
+        train = TrainSpec(tta="crops", precision="fp32")
+
+    _, pred = predict(model, xb, None, Spec(), "cpu")  # type: ignore[arg-type]
+    with torch.no_grad():
+        probs = sum(model(v).softmax(1) for v in tta_views(xb.float() / 255, "crops")) / 10
+    assert np.array_equal(pred, probs.argmax(1).numpy())
+
+
 def test_bad_recipe_fields_name_the_key(tmp_path: Path) -> None:
     def suite(section: str) -> Path:
         path = tmp_path / "s.yaml"
