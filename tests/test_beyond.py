@@ -47,8 +47,9 @@ def test_every_beyond_rung_trains_and_the_report_shows_the_ladder(tmp_path: Path
     for rung, name in enumerate(LADDER):
         assert runs[name].data.tags["harness.ladder_rung"] == str(rung)
     top = runs["modern_cpu"].data.params
-    assert (top["data.image_size"], top["data.channels"], top["train.tta"]) == ("48", "1", "flip")
-    assert top["augment.flip"] == "True" and top["model.name"] == "cnn" and top["model.norm"] == "batch"
+    assert (top["data.image_size"], top["data.channels"], top["train.tta"]) == ("48", "1", "crops")
+    assert top["augment.flip"] == "True" and top["model.name"] == "interleaved_cnn"
+    assert (top["model.norm"], top["model.pool_first"], top["train.channels_last"]) == ("batch", "True", "True")
     assert "augment.flip" not in runs["study_best"].data.params  # the study's settings, as they were
 
     page = out.read_text()
