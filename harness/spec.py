@@ -45,6 +45,10 @@ LATER_FIELDS: dict[str, set[str]] = {
     "train": {"label_smoothing", "schedule", "warmup", "ema", "tta"},
     "augment": {"crop", "flip", "rotate", "erasing", "mixup", "cutmix"},
 }
+# Model parameters added after runs were recorded, with the default that computes what those runs
+# computed: at that default they stay out of the training dict too (the spec hash, the MLflow
+# params and the skip check), so a store recorded before them still matches.
+LATER_MODEL_PARAMS: dict[str, Any] = {"pool_first": False}
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
@@ -128,7 +132,9 @@ class TrainSpec(_Strict):
     # "auto" takes bf16 autocast where the hardware computes bf16 natively (CUDA, or CPUs with
     # AVX512-BF16/AMX): ~2x faster there. On CPUs without it bf16 is emulated and ~5x slower.
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    # "auto": NHWC only together with bf16 — in fp32 on AVX2 CPUs it measured ~2x slower.
+    # "auto": NHWC only together with bf16, so the study's fp32 runs keep their layout (and numbers).
+    # In fp32 on this AVX2 CPU NHWC measured 1.2-1.35x faster for the study's CNNs at 32-48 px
+    # (beyond.yaml sets true); it had measured ~2x slower for other models before.
     channels_last: bool | Literal["auto"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
@@ -213,6 +219,11 @@ class ExperimentSpec(_Strict):
             for key in LATER_FIELDS.get(s, set()):
                 if values.get(key) == defaults.get(key):
                     values.pop(key, None)
+            if s == "model":
+                values["params"] = {
+                    key: value for key, value in values["params"].items()
+                    if not (key in LATER_MODEL_PARAMS and value == LATER_MODEL_PARAMS[key])
+                }  # fmt: skip
             if values or s not in LATER_FIELDS:
                 out[s] = values
         return out
