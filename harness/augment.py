@@ -51,7 +51,6 @@ def _affine(x: torch.Tensor, spec: AugmentSpec) -> torch.Tensor:
     pixel ("border" padding) rather than reading as black, so no artificial dark edges appear.
     """
     import torch
-    import torch.nn.functional as F
 
     n = x.shape[0]
     dev = x.device
@@ -68,6 +67,15 @@ def _affine(x: torch.Tensor, spec: AugmentSpec) -> torch.Tensor:
     theta = torch.stack(
         [torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1
     )
+    return _sample(x, theta)
+
+
+def _sample(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """`x` resampled through one affine per image (`theta`: N×2×3, normalised coordinates):
+    bilinear, border padding, in `x`'s memory layout. Training crops and TTA views share it."""
+    import torch
+    import torch.nn.functional as F
+
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return out.contiguous(memory_format=torch.channels_last) if _is_nhwc(x) else out
@@ -85,7 +93,6 @@ def tta_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
     `grid_sample` as training crops, each with its mirror.
     """
     import torch
-    import torch.nn.functional as F
 
     if mode == "flip":
         return [x, x.flip(3)]
@@ -95,9 +102,7 @@ def tta_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
     room = 1.0 - TTA_CROP
     for tx, ty in ((-room, -room), (-room, room), (room, -room), (room, room)):
         theta = torch.tensor([[TTA_CROP, 0.0, tx], [0.0, TTA_CROP, ty]], dtype=x.dtype, device=x.device)
-        grid = F.affine_grid(theta.expand(x.shape[0], 2, 3), list(x.shape), align_corners=False)
-        crop = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        views.append(crop.contiguous(memory_format=torch.channels_last) if _is_nhwc(x) else crop)
+        views.append(_sample(x, theta.expand(x.shape[0], 2, 3)))
     return views + [view.flip(3) for view in views]
 
 
