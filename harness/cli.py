@@ -21,6 +21,8 @@ from harness.errors import HarnessError
 DEFAULT_CONFIG = "experiments.yaml"
 # harness.data.dataset.EVAL_SPLITS, repeated so `--help` imports nothing heavy.
 EVAL_SPLIT_CHOICES = ("test", "validation", "train", "all")
+# harness.spec.TrainSpec.tta's values, repeated for the same reason.
+TTA_CHOICES = ("none", "flip", "crops")
 
 
 def _echo(message: str) -> None:
@@ -58,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", required=True, metavar="KIND:PATH", help="the dataset to score on, e.g. fer2013:/data/fer2013 or folder:/data/faces (a bare PATH means affectnet)")
     ev.add_argument("--split", choices=EVAL_SPLIT_CHOICES, help="default: test if the source has one, else its own validation split, else every image")
     ev.add_argument("--dedupe", choices=("none", "report", "drop"), help="images copying a training image of the model: count, or drop (default: the run's data.dedupe)")
+    ev.add_argument("--tta", choices=TTA_CHOICES, help="test-time augmentation: none, flip (mirror average) or crops (ten-crop) (default: the run's train.tta)")
     ev.add_argument("--config", default=DEFAULT_CONFIG, type=Path, help="suite file, naming the MLflow experiment (default: %(default)s)")
     ev.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db beside the suite file)")
     ev.add_argument("--cache-dir", type=Path, help="preprocessing cache (default: .cache/harness beside the suite file)")
@@ -176,6 +179,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cache_dir=cache_dir,
         split=args.split,
         dedupe=args.dedupe,
+        tta=args.tta,
         echo=_echo,
     )
     classes = outcome.classes
@@ -192,7 +196,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     ev = outcome.evaluation
     print(
         f"{outcome.experiment} on {outcome.dataset} ({outcome.split}, {outcome.n_scored} images, "
-        f"{len(classes.shared)} classes): accuracy {ev.accuracy:.3f}, balanced {ev.balanced_accuracy:.3f}, "
+        f"{len(classes.shared)} classes, TTA {outcome.tta}): accuracy {ev.accuracy:.3f}, balanced {ev.balanced_accuracy:.3f}, "
         f"macro-F1 {ev.macro_f1:.3f}  run {outcome.run_id}"
     )
     return 0

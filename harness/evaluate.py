@@ -92,6 +92,7 @@ class EvalOutcome:
     n_scored: int
     n_unscored: int  # images of classes the model does not know
     duplicates: dict[str, int] = field(default_factory=dict)  # against the model's training images
+    tta: str = "none"  # the test-time augmentation scored with
 
 
 def match_classes(model_classes: tuple[str, ...], data_classes: tuple[str, ...]) -> ClassMatch:
@@ -112,14 +113,17 @@ def evaluate_run(
     cache_dir: Path,
     split: str | None = None,
     dedupe: str | None = None,
+    tta: str | None = None,
     echo: Echo = lambda _msg: None,
 ) -> EvalOutcome:
     """Score the model of `run_ref` (a run id, or an experiment's newest FINISHED training run)
-    on a split of the dataset `data` ({"source", "path"}), and log it as an eval run."""
+    on a split of the dataset `data` ({"source", "path"}), and log it as an eval run.
+
+    `tta` replaces the run's test-time augmentation (train.tta) for this scoring only."""
     from harness.data.dataset import load_split
 
     with tempfile.TemporaryDirectory(prefix="harness-eval-") as tmp:
-        trained = load_trained(tracker, run_ref, Path(tmp))
+        trained = with_tta(load_trained(tracker, run_ref, Path(tmp)), tta)
         model_classes = ", ".join(trained.class_names)
         echo(f"model: run {trained.run_id} ({trained.experiment}, {trained.spec.model.name}), classes {model_classes}")
         data_spec = eval_data_spec(trained.spec.data, data, dedupe)
@@ -151,7 +155,26 @@ def evaluate_run(
         n_scored=int(keep.sum()),
         n_unscored=int((~keep).sum()),
         duplicates=duplicates,
+        tta=trained.spec.train.tta,
     )
+
+
+def with_tta(trained: TrainedModel, tta: str | None) -> TrainedModel:
+    """`trained` with its spec's test-time augmentation replaced by `tta` (None: unchanged)."""
+    from dataclasses import replace
+
+    from pydantic import ValidationError
+
+    from harness.errors import SpecError
+
+    if tta is None or tta == trained.spec.train.tta:
+        return trained
+    current = trained.spec.train
+    try:
+        train = type(current).model_validate({**current.model_dump(), "tta": tta})
+    except ValidationError as exc:
+        raise SpecError(f"tta: {exc.errors()[0]['msg']} (got {tta!r})") from None
+    return replace(trained, spec=trained.spec.model_copy(update={"train": train}))
 
 
 def eval_data_spec(trained: DataSpec, data: Mapping[str, Any], dedupe: str | None) -> DataSpec:
@@ -346,6 +369,7 @@ def _log(
         "data.image_size": str(data_spec.image_size),
         "data.channels": str(data_spec.channels),
         "model.name": trained.spec.model.name,
+        "eval.tta": trained.spec.train.tta,
     }
     name = f"{trained.experiment}@{images.name}:{images.split}"
     with tracker.run(name, tags, params) as log:

@@ -270,13 +270,33 @@ def test_load_split_picks_test_then_validation_then_all(folder_a: Path, folder_b
 
 
 def test_match_classes_and_split_choices() -> None:
-    from harness.cli import EVAL_SPLIT_CHOICES
+    from typing import get_args
+
+    from harness.cli import EVAL_SPLIT_CHOICES, TTA_CHOICES
     from harness.evaluate import match_classes
+    from harness.spec import TrainSpec
 
     match = match_classes(("happy", "sad", "anger"), ("happy", "sad", "surprise"))
     assert match.shared == ("happy", "sad") and match.not_in_model == ("surprise",)
     assert match.not_in_data == ("anger",)
     assert EVAL_SPLIT_CHOICES == EVAL_SPLITS
+    assert TTA_CHOICES == get_args(TrainSpec.model_fields["tta"].annotation)
+
+
+def test_with_tta_replaces_only_the_scoring_views() -> None:
+    from harness.errors import SpecError
+    from harness.evaluate import TrainedModel, with_tta
+    from harness.spec import load_suite
+
+    spec = load_suite(Path(__file__).parents[1] / "beyond.yaml").experiments["modern_cpu"]
+    trained = TrainedModel("r", "modern_cpu", spec, ("a", "b"), Path("w.pt"), None)
+    assert spec.train.tta == "crops" and with_tta(trained, None) is trained
+    flipped = with_tta(trained, "flip")
+    assert flipped.spec.train.tta == "flip" and spec.train.tta == "crops"
+    assert flipped.spec.train.model_dump(exclude={"tta"}) == spec.train.model_dump(exclude={"tta"})
+    assert flipped.spec.model == spec.model and flipped.spec.data == spec.data
+    with pytest.raises(SpecError, match="'mirror'"):
+        with_tta(trained, "mirror")
 
 
 # ----------------------------------------------------------------------------- harness eval
@@ -301,9 +321,12 @@ def _suite(tmp_path: Path, data: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_eval_scores_shared_classes_and_drops_copies(folder_a: Path, folder_b: Path, tmp_path: Path) -> None:
+def test_eval_scores_shared_classes_and_drops_copies(
+    folder_a: Path, folder_b: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from mlflow import MlflowClient
 
+    import harness.train
     from harness.cli import main
     from harness.tracking.read import load_suite
 
@@ -340,6 +363,26 @@ def test_eval_scores_shared_classes_and_drops_copies(folder_a: Path, folder_b: P
     assert own.data.metrics["eval_dup_near"] == 1 and own.data.metrics["eval_duplicates_dropped"] == 1
     assert own.data.metrics["eval_images"] == 3 * 2
 
-    # The report still sees one training run; a bad reference is a one-line error.
+    # The run's own validation split with its own TTA (none) gives the run's own accuracy; --tta
+    # re-scores the same weights with other views, and the eval run records which.
+    seen: list[str] = []
+    views = harness.train.tta_views
+    monkeypatch.setattr(harness.train, "tta_views", lambda x, mode: seen.append(mode) or views(x, mode))
+    val = ["eval", "--run", "tiny_cnn", "--data", f"folder:{folder_a}", "--split", "validation", *common]
+    for tta in (None, "crops"):
+        assert main(val + (["--tta", tta] if tta else [])) == 0
+    by_tta = {
+        r.data.params["eval.tta"]: r.data.metrics
+        for r in client.search_runs(
+            [experiment_id], filter_string="tags.`harness.kind` = 'eval' and tags.`harness.eval_split` = 'validation'"
+        )
+    }
+    assert set(by_tta) == {"none", "crops"} and set(seen) == {"crops"}
+    assert by_tta["none"]["eval_accuracy"] == trained.data.metrics["final_val_accuracy"]
+    assert by_tta["crops"]["eval_images"] == by_tta["none"]["eval_images"]
+    with pytest.raises(SystemExit) as usage:  # not a choice: argparse's usage error
+        main([*val, "--tta", "mirror"])
+    assert usage.value.code == 2
+
     assert [r.run_id for r in load_suite(uri, "tiny-eval", artifacts=False).runs] == [trained.info.run_id]
     assert main(["eval", "--run", "nope", "--data", f"folder:{folder_b}", *common]) == 2
