@@ -91,8 +91,8 @@ class EvalOutcome:
     evaluation: Evaluation
     n_scored: int
     n_unscored: int  # images of classes the model does not know
+    tta: str  # the test-time augmentation scored with (the run's own, or --tta)
     duplicates: dict[str, int] = field(default_factory=dict)  # against the model's training images
-    tta: str = "none"  # the test-time augmentation scored with
 
 
 def match_classes(model_classes: tuple[str, ...], data_classes: tuple[str, ...]) -> ClassMatch:
