@@ -1,14 +1,20 @@
 """Run experiments: spec → dataset → model → fit → metrics → MLflow. The one training path.
 
 `harness run` comes through `run_experiment`; sweep trials call `train_and_log` with RunHooks
-(extra tags, an early-stop check for pruning) — the same code path, not a second trainer.
+(extra tags, an early-stop check for pruning) — the same code path, not a second trainer. A spec
+that differs from a finished run only in how the model is scored (spec.EVAL_ONLY: test-time
+augmentation, evaluation batch size) re-scores that run's weights (`rescore_and_log`): training
+them again would give the same weights.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import subprocess
+import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,13 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 from harness.locks import file_lock
 from harness.testhooks import pause_point
-from harness.tracking.write import KIND_TRAIN
+from harness.tracking.write import KIND_TRAIN, first_line
 
 if TYPE_CHECKING:
     import numpy as np
 
     from harness.data.dataset import Dataset
     from harness.data.duplicates import Dedupe
+    from harness.metrics import Evaluation
     from harness.spec import ExperimentSpec, Suite
     from harness.tracking.write import RunLogger, Tracker
     from harness.train import EpochStats, FitResult
@@ -31,6 +38,8 @@ Echo = Callable[[str], None]
 EXAMPLES_PER_ROW = 8
 INTENDED_SKIPS = frozenset({"class_not_in_set", "blank_image", "duplicate_of_train"})
 MAX_NAMED = 5  # unreadable images named one a line; the rest are counted
+# What a re-scored run takes over from the run that trained its weights: the cost of training them.
+TRAINING_METRICS = ("final_train_accuracy", "n_parameters", "train_seconds", "train_images_per_second")
 
 
 @dataclass(frozen=True)
@@ -38,7 +47,7 @@ class RunOutcome:
     """What happened to one experiment: trained, or skipped and why."""
 
     name: str
-    status: str  # "finished" | "skipped"
+    status: str  # "finished" | "rescored" (another run's weights, scored as this spec says) | "skipped"
     run_id: str | None
     val_accuracy: float | None = None
     reason: str = ""
@@ -88,6 +97,11 @@ def code_version(root: Path) -> str:
 def run_key(spec: ExperimentSpec, dataset: Dataset) -> str:
     """Identity of a training run: same spec on the same data → same key → skipped if finished."""
     return hashlib.sha256(f"{spec.spec_hash()}:{dataset.digest}".encode()).hexdigest()[:16]
+
+
+def weights_key(spec: ExperimentSpec, dataset: Dataset) -> str:
+    """Identity of the weights a run trains: its run key less the evaluation-only settings."""
+    return hashlib.sha256(f"{spec.weights_hash()}:{dataset.digest}".encode()).hexdigest()[:16]
 
 
 def run_suite(
@@ -174,6 +188,10 @@ def run_experiment(
         if not ctx.force and (done := ctx.tracker.find_finished(key)):
             ctx.echo(f"  skipped: finished run {done} has the same spec and data (finished a moment ago)")
             return RunOutcome(spec.name, "skipped", done, reason="already finished")
+        if not ctx.force and (source := ctx.tracker.find_finished(weights_key(spec, data), tag="weights_key")):
+            rescored = rescore_and_log(suite, spec, data, key, source, ctx)
+            if rescored is not None:
+                return rescored
         return train_and_log(suite, spec, data, key, ctx, hooks)
 
 
@@ -194,6 +212,7 @@ def _tags(suite: Suite, spec: ExperimentSpec, data: Dataset, key: str, root: Pat
         "harness.experiment": spec.name,
         "harness.spec_hash": spec.spec_hash(),
         "harness.run_key": key,
+        "harness.weights_key": weights_key(spec, data),
         "harness.git_commit": code_version(root),
         "harness.dataset": data.name,
         "harness.dataset_digest": data.digest,
@@ -247,14 +266,7 @@ def train_and_log(
         ctx.echo(f"  run {log.run_id} on {device} ({precision}), {n_params:,} parameters")
         if hooks.started is not None:
             hooks.started(log)
-        log.log_text(spec.to_yaml(), "spec.yaml")
-        log.log_dataset(data.name, str(data.root), data.digest)
-        quality = {"skipped": data.quality, "examples": data.quality_examples}
-        if data.unreadable:
-            quality["unreadable"] = dict(list(data.unreadable.items())[:1000])
-        if data.duplicates is not None:
-            quality["duplicates"] = data.duplicates.report.counts()
-        log.log_json(quality, "data/quality.json")
+        _log_inputs(log, spec, data)
 
         def on_epoch(stats: EpochStats) -> bool:
             log.log_epoch(stats.metrics(), step=stats.epoch)
@@ -276,27 +288,133 @@ def train_and_log(
     return RunOutcome(spec.name, "finished", log.run_id, val_accuracy=ev.accuracy)
 
 
+def rescore_and_log(
+    suite: Suite, spec: ExperimentSpec, data: Dataset, key: str, source: str, ctx: RunContext
+) -> RunOutcome | None:
+    """Score the weights of `source` as `spec` says, in a new tracked run, instead of training.
+
+    `source` is a FINISHED training run whose spec trains exactly what `spec` trains on the same
+    data (the same weights key); only evaluation settings differ. The new run is a training run
+    like any other (the report and `harness eval` read it so), tagged `harness.weights_from`: its
+    validation metrics are its own, its training metrics and per-epoch training curve are the
+    source's, and its per-epoch validation curve has the last epoch only (the earlier epochs'
+    weights are gone). Returns None, after a warning, when the source cannot be read: then the
+    caller trains.
+    """
+    import torch
+
+    from harness.errors import TrackingError
+    from harness.evaluate import rebuild_model
+    from harness.metrics import evaluate
+    from harness.train import (
+        predict,
+        resolve_device,
+        resolve_precision,
+        to_tensor,
+        use_channels_last,
+    )
+
+    device = resolve_device(spec.train.device)
+    try:
+        with tempfile.TemporaryDirectory(prefix="harness-rescore-") as tmp:
+            files = ctx.tracker.download_for_eval(source, Path(tmp))
+            sampled = json.loads(files["data/class_counts.json"].read_text())["sampled_per_epoch"]
+            model = rebuild_model(spec, data.num_classes, files["model/weights.pt"], source)
+        final, epochs = ctx.tracker.training_record(source)
+    except (TrackingError, OSError, ValueError, KeyError, TypeError) as exc:
+        ctx.echo(f"  warning: cannot re-score finished run {source}'s weights ({first_line(exc)}); training instead")
+        return None
+    started = time.perf_counter()
+    # As fit() evaluates: on the device, in the memory layout the weights were trained in.
+    channels_last = use_channels_last(spec, device)
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    x_val, y_val = to_tensor(data.x_val, device), torch.from_numpy(data.y_val).to(device)
+    val_loss, y_pred = predict(model, x_val, y_val, spec, device, channels_last=channels_last)
+    ev = evaluate(data.y_val, y_pred, data.class_names)
+    seconds = time.perf_counter() - started
+    tags = {
+        **_tags(suite, spec, data, key, ctx.project_root),
+        "harness.device": device,
+        "harness.precision": resolve_precision(spec.train.precision, device),
+        "harness.weights_from": source,
+    }
+    with ctx.tracker.run(spec.name, tags, spec.flat_params()) as log:
+        ctx.echo(
+            f"  run {log.run_id}: re-scoring the weights of finished run {source}, which trained the same "
+            "spec but for how it is scored (--force trains them again)"
+        )
+        _log_inputs(log, spec, data)
+        trained = sorted(set(epochs.get("train_loss", {})) | set(epochs.get("train_accuracy", {})))
+        for epoch in trained:
+            log.log_epoch(
+                {k: epochs[k][epoch] for k in ("train_loss", "train_accuracy") if epoch in epochs.get(k, {})}, step=epoch
+            )
+        scores = {
+            "val_loss": val_loss,
+            "val_accuracy": ev.accuracy,
+            "val_balanced_accuracy": ev.balanced_accuracy,
+            "val_macro_f1": ev.macro_f1,
+        }
+        log.log_epoch(scores, step=trained[-1] if trained else spec.train.epochs)
+        log.log_metrics(
+            {
+                **_final_scores(ev, data),
+                **{name: final[name] for name in TRAINING_METRICS if name in final},
+                "rescore_seconds": seconds,
+            }
+        )
+        _log_artifacts(log, spec, data, ev, y_pred, sampled, model)
+    ctx.echo(f"  done: val accuracy {ev.accuracy:.3f}, balanced {ev.balanced_accuracy:.3f}, macro-F1 {ev.macro_f1:.3f}")
+    return RunOutcome(spec.name, "rescored", log.run_id, val_accuracy=ev.accuracy, reason=f"weights of {source}")
+
+
+def _log_inputs(log: RunLogger, spec: ExperimentSpec, data: Dataset) -> None:
+    """The resolved spec, the dataset it ran on and what loading that dataset skipped."""
+    log.log_text(spec.to_yaml(), "spec.yaml")
+    log.log_dataset(data.name, str(data.root), data.digest)
+    quality = {"skipped": data.quality, "examples": data.quality_examples}
+    if data.unreadable:
+        quality["unreadable"] = dict(list(data.unreadable.items())[:1000])
+    if data.duplicates is not None:
+        quality["duplicates"] = data.duplicates.report.counts()
+    log.log_json(quality, "data/quality.json")
+
+
+def _final_scores(ev: Evaluation, data: Dataset) -> dict[str, float]:
+    return {
+        "final_val_accuracy": ev.accuracy,
+        "final_val_balanced_accuracy": ev.balanced_accuracy,
+        "final_val_macro_f1": ev.macro_f1,
+        "data_skipped": sum(data.quality.values()),
+    }
+
+
 def _log_result(log: RunLogger, spec: ExperimentSpec, data: Dataset, result: FitResult, n_params: int) -> None:
     """Final metrics and every artifact the report needs."""
+    log.log_metrics(
+        {
+            **_final_scores(result.evaluation, data),
+            "final_train_accuracy": result.history[-1].train_accuracy,
+            "n_parameters": n_params,
+            "train_seconds": result.train_seconds,
+            "train_images_per_second": result.images_per_second,
+        }
+    )
+    _log_artifacts(log, spec, data, result.evaluation, result.y_pred, result.sampled_per_epoch, result.model)
+
+
+def _log_artifacts(
+    log: RunLogger, spec: ExperimentSpec, data: Dataset, ev: Evaluation, y_pred: np.ndarray,
+    sampled: list[int], model: Any,
+) -> None:  # fmt: skip
+    """Every artifact the report and `harness eval` read: scores, predictions, data, weights."""
     import torch
 
     from harness.figures import confusion_heatmap
     from harness.metrics import confusion_csv
 
-    ev = result.evaluation
-    last = result.history[-1]
-    log.log_metrics(
-        {
-            "final_val_accuracy": ev.accuracy,
-            "final_val_balanced_accuracy": ev.balanced_accuracy,
-            "final_val_macro_f1": ev.macro_f1,
-            "final_train_accuracy": last.train_accuracy,
-            "n_parameters": n_params,
-            "train_seconds": result.train_seconds,
-            "train_images_per_second": result.images_per_second,
-            "data_skipped": sum(data.quality.values()),
-        }
-    )
     if data.duplicates is not None:
         _log_duplicates(log, data.duplicates)
     confusion = ev.confusion_dict()
@@ -308,12 +426,12 @@ def _log_result(log: RunLogger, spec: ExperimentSpec, data: Dataset, result: Fit
     )
     log.log_text(figure.to_html(include_plotlyjs=True, full_html=True), "eval/confusion_matrix.html")
     log.log_json(ev.report, "eval/classification_report.json")
-    log.log_text(_predictions_csv(data.y_val, result.y_pred), "eval/predictions.csv")
+    log.log_text(_predictions_csv(data.y_val, y_pred), "eval/predictions.csv")
     log.log_json(
         {
             "labels": list(data.class_names),
             "train": data.class_counts(data.y_train),
-            "sampled_per_epoch": result.sampled_per_epoch,
+            "sampled_per_epoch": sampled,
             "validation": data.class_counts(data.y_val),
         },
         "data/class_counts.json",
@@ -323,7 +441,7 @@ def _log_result(log: RunLogger, spec: ExperimentSpec, data: Dataset, result: Fit
     log.log_json({"labels": rows, "per_row": EXAMPLES_PER_ROW}, "data/examples.json")
     pause_point("artifacts")
     buffer = io.BytesIO()
-    torch.save(result.model.state_dict(), buffer)
+    torch.save(model.state_dict(), buffer)
     log.log_bytes(buffer.getvalue(), "model/weights.pt")
 
 

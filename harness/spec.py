@@ -49,6 +49,10 @@ LATER_FIELDS: dict[str, set[str]] = {
 # computed: at that default they stay out of the training dict too (the spec hash, the MLflow
 # params and the skip check), so a store recorded before them still matches.
 LATER_MODEL_PARAMS: dict[str, Any] = {"pool_first": False}
+# Fields that change how a trained model is scored, not the weights it learns. Specs that differ
+# only in these train identical weights, so `harness run` re-scores a finished run's weights
+# instead of training them again (runner.rescore_and_log; e.g. the ladder's TTA rung).
+EVAL_ONLY: dict[str, set[str]] = {"train": {"tta", "eval_batch_size"}}
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
@@ -239,6 +243,15 @@ class ExperimentSpec(_Strict):
     def spec_hash(self) -> str:
         """A short stable digest of the training settings: equal hashes train the same thing."""
         blob = json.dumps(self.training_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def weights_hash(self) -> str:
+        """A digest of what decides the learned weights: the training settings less EVAL_ONLY."""
+        settings = self.training_dict()
+        for section, keys in EVAL_ONLY.items():
+            for key in keys:
+                settings.get(section, {}).pop(key, None)
+        blob = json.dumps(settings, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def flat_params(self) -> dict[str, str]:

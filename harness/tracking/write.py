@@ -81,15 +81,34 @@ class Tracker:
     # Where a run's results go when the server went away mid-run (see harness.tracking.recovery).
     recovery_dir: Path | None = None
 
-    def find_finished(self, run_key: str) -> str | None:
-        """The id of a FINISHED training run with this key, if there is one."""
+    def find_finished(self, key: str, tag: str = "run_key") -> str | None:
+        """The id of a FINISHED training run whose tag `harness.<tag>` is `key`, if there is one.
+
+        `run_key` finds a run of the same spec on the same data; `weights_key` one that trained
+        the same weights (the spec may score them differently: see runner.rescore_and_log).
+        """
         runs = self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.`{TAG}run_key` = '{run_key}' and tags.`{TAG}kind` = '{KIND_TRAIN}' "
+            filter_string=f"tags.`{TAG}{tag}` = '{key}' and tags.`{TAG}kind` = '{KIND_TRAIN}' "
             "and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time ASC"],
             max_results=1,
         )
         return runs[0].info.run_id if runs else None
+
+    def training_record(self, run_id: str) -> tuple[dict[str, float], dict[str, dict[int, float]]]:
+        """A finished run's final metrics, and each per-epoch metric's values by epoch."""
+        from harness.tracking.read import EPOCH_METRICS
+
+        try:
+            metrics = dict(self.client.get_run(run_id).data.metrics)
+            epochs = {
+                key: {int(m.step): float(m.value) for m in self.client.get_metric_history(run_id, key)}
+                for key in EPOCH_METRICS
+            }
+        except Exception as exc:  # noqa: BLE001 - any store failure is reported the same way
+            raise TrackingError(f"run {run_id}: cannot read its metrics: {first_line(exc)}") from None
+        return metrics, epochs
 
     def refresh_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         """Bring a finished run's descriptive tags up to date with the suite file (see runner)."""
