@@ -51,6 +51,10 @@ def test_every_beyond_rung_trains_and_the_report_shows_the_ladder(tmp_path: Path
     assert top["augment.flip"] == "True" and top["model.name"] == "interleaved_cnn"
     assert (top["model.norm"], top["model.pool_first"], top["train.channels_last"]) == ("batch", "True", "True")
     assert "augment.flip" not in runs["study_best"].data.params  # the study's settings, as they were
+    # The TTA rung scores the rung before's weights; every other rung trains its own.
+    rescored = {name for name, run in runs.items() if "harness.weights_from" in run.data.tags}
+    assert rescored == {"ladder_tta"}
+    assert runs["ladder_tta"].data.tags["harness.weights_from"] == runs["ladder_smoothing"].info.run_id
 
     page = out.read_text()
     assert 'id="beyond"' in page
