@@ -188,8 +188,11 @@ def run_experiment(
         if not ctx.force and (done := ctx.tracker.find_finished(key)):
             ctx.echo(f"  skipped: finished run {done} has the same spec and data (finished a moment ago)")
             return RunOutcome(spec.name, "skipped", done, reason="already finished")
-        if not ctx.force and (source := ctx.tracker.find_finished(weights_key(spec, data), tag="weights_key")):
-            rescored = rescore_and_log(suite, spec, data, key, source, ctx)
+        # A caller that watches the training itself (callbacks on the run or its epochs) gets it.
+        watched = hooks.started is not None or hooks.stop is not None or hooks.before_end is not None
+        wkey = weights_key(spec, data)
+        if not ctx.force and not watched and (source := ctx.tracker.find_finished(wkey, tag="weights_key")):
+            rescored = rescore_and_log(suite, spec, data, key, source, ctx, hooks)
             if rescored is not None:
                 return rescored
         return train_and_log(suite, spec, data, key, ctx, hooks)
@@ -289,8 +292,9 @@ def train_and_log(
 
 
 def rescore_and_log(
-    suite: Suite, spec: ExperimentSpec, data: Dataset, key: str, source: str, ctx: RunContext
-) -> RunOutcome | None:
+    suite: Suite, spec: ExperimentSpec, data: Dataset, key: str, source: str, ctx: RunContext,
+    hooks: RunHooks = RunHooks(),
+) -> RunOutcome | None:  # fmt: skip
     """Score the weights of `source` as `spec` says, in a new tracked run, instead of training.
 
     `source` is a FINISHED training run whose spec trains exactly what `spec` trains on the same
@@ -338,9 +342,11 @@ def rescore_and_log(
         **_tags(suite, spec, data, key, ctx.project_root),
         "harness.device": device,
         "harness.precision": resolve_precision(spec.train.precision, device),
+        "harness.kind": hooks.kind,
+        **hooks.tags,
         "harness.weights_from": source,
     }
-    with ctx.tracker.run(spec.name, tags, spec.flat_params()) as log:
+    with ctx.tracker.run(hooks.run_name or spec.name, tags, spec.flat_params()) as log:
         ctx.echo(
             f"  run {log.run_id}: re-scoring the weights of finished run {source}, which trained the same "
             "spec but for how it is scored (--force trains them again)"
