@@ -66,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--cache-dir", type=Path, help="preprocessing cache (default: .cache/harness beside the suite file)")
     ev.set_defaults(func=cmd_eval)
 
+    cmp = sub.add_parser("compare", help="pair two training runs on their validation images: B − A with a 95%% interval, McNemar's test")
+    cmp.add_argument("run_a", metavar="A", help="the baseline: a training run id, or an experiment name (its newest FINISHED training run)")
+    cmp.add_argument("run_b", metavar="B", help="the run compared with it, given the same way")
+    cmp.add_argument("--config", default=DEFAULT_CONFIG, type=Path, help="suite file, naming the MLflow experiment (default: %(default)s)")
+    cmp.add_argument("--tracking-uri", help="the store holding A (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db beside the suite file)")
+    cmp.add_argument("--tracking-uri-b", metavar="URI", help="the store holding B, if another one (default: A's)")
+    cmp.set_defaults(func=cmd_compare)
+
     sw = sub.add_parser("sweep", help="tune an experiment with an Optuna study from the suite file")
     sw.add_argument("--study", required=True, help="a study under `studies:` in the suite file, e.g. residual")
     _add_common(sw)
@@ -199,6 +207,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
         f"{len(classes.shared)} classes, TTA {outcome.tta}): accuracy {ev.accuracy:.3f}, balanced {ev.balanced_accuracy:.3f}, "
         f"macro-F1 {ev.macro_f1:.3f}  run {outcome.run_id}"
     )
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """harness compare: B against A on the validation images both runs scored (reads only)."""
+    from harness.compare import compare_runs, describe
+    from harness.spec import load_suite
+    from harness.tracking.write import open_existing
+
+    suite = load_suite(args.config)
+    uri_a = _tracking_uri(args, suite.root)
+    tracker_a = open_existing(uri_a, suite.name)
+    tracker_b = open_existing(args.tracking_uri_b, suite.name) if args.tracking_uri_b else tracker_a
+    for line in describe(compare_runs(tracker_a, args.run_a, tracker_b, args.run_b)):
+        print(line)
     return 0
 
 

@@ -386,6 +386,23 @@ def connect(tracking_uri: str, experiment_name: str, recovery_dir: Path | None =
     return Tracker(tracking_uri, experiment_name, client, experiment_id, recovery_dir)
 
 
+def open_existing(tracking_uri: str, experiment_name: str) -> Tracker:
+    """The suite's experiment in a store that must already hold it: for reading, never creating."""
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[len("sqlite:///") :]).is_file():
+        raise TrackingError(f"{tracking_uri}: no tracking store there (no such database file)")
+    check_reachable(tracking_uri)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    try:
+        experiment = client.get_experiment_by_name(experiment_name)
+    except Exception as exc:  # noqa: BLE001 - any store failure is reported the same way
+        raise TrackingError(f"{tracking_uri}: tracking store unavailable: {first_line(exc)}") from None
+    if experiment is None or experiment.lifecycle_stage == "deleted":
+        raise TrackingError(f"{tracking_uri}: no experiment '{experiment_name}' (the suite's name) in this store")
+    return Tracker(tracking_uri, experiment_name, client, experiment.experiment_id)
+
+
 def _create_experiment(client: Any, tracking_uri: str, name: str) -> str:
     from mlflow.exceptions import MlflowException
 
