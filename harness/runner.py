@@ -305,37 +305,16 @@ def rescore_and_log(
     weights are gone). Returns None, after a warning, when the source cannot be read: then the
     caller trains.
     """
-    import torch
-
-    from harness.errors import TrackingError
-    from harness.evaluate import rebuild_model
     from harness.metrics import evaluate
-    from harness.train import (
-        predict,
-        resolve_device,
-        resolve_precision,
-        to_tensor,
-        use_channels_last,
-    )
+    from harness.train import resolve_device, resolve_precision
 
-    device = resolve_device(spec.train.device)
-    try:
-        with tempfile.TemporaryDirectory(prefix="harness-rescore-") as tmp:
-            files = ctx.tracker.download_for_eval(source, Path(tmp))
-            sampled = json.loads(files["data/class_counts.json"].read_text())["sampled_per_epoch"]
-            model = rebuild_model(spec, data.num_classes, files["model/weights.pt"], source)
-        final, epochs = ctx.tracker.training_record(source)
-    except (TrackingError, OSError, ValueError, KeyError, TypeError) as exc:
-        ctx.echo(f"  warning: cannot re-score finished run {source}'s weights ({first_line(exc)}); training instead")
+    loaded = _load_source(spec, data, source, ctx)
+    if loaded is None:
         return None
+    model, sampled, final, epochs = loaded
+    device = resolve_device(spec.train.device)
     started = time.perf_counter()
-    # As fit() evaluates: on the device, in the memory layout the weights were trained in.
-    channels_last = use_channels_last(spec, device)
-    model = model.to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    x_val, y_val = to_tensor(data.x_val, device), torch.from_numpy(data.y_val).to(device)
-    val_loss, y_pred = predict(model, x_val, y_val, spec, device, channels_last=channels_last)
+    model, val_loss, y_pred = _score(model, spec, data, device)
     ev = evaluate(data.y_val, y_pred, data.class_names)
     seconds = time.perf_counter() - started
     tags = {
@@ -352,28 +331,57 @@ def rescore_and_log(
             "spec but for how it is scored (--force trains them again)"
         )
         _log_inputs(log, spec, data)
-        trained = sorted(set(epochs.get("train_loss", {})) | set(epochs.get("train_accuracy", {})))
-        for epoch in trained:
-            log.log_epoch(
-                {k: epochs[k][epoch] for k in ("train_loss", "train_accuracy") if epoch in epochs.get(k, {})}, step=epoch
-            )
-        scores = {
-            "val_loss": val_loss,
-            "val_accuracy": ev.accuracy,
-            "val_balanced_accuracy": ev.balanced_accuracy,
-            "val_macro_f1": ev.macro_f1,
-        }
-        log.log_epoch(scores, step=trained[-1] if trained else spec.train.epochs)
-        log.log_metrics(
-            {
-                **_final_scores(ev, data),
-                **{name: final[name] for name in TRAINING_METRICS if name in final},
-                "rescore_seconds": seconds,
-            }
-        )
+        last = _log_training_curve(log, epochs) or spec.train.epochs
+        scores = {"val_loss": val_loss, "val_accuracy": ev.accuracy}
+        scores |= {"val_balanced_accuracy": ev.balanced_accuracy, "val_macro_f1": ev.macro_f1}
+        log.log_epoch(scores, step=last)
+        taken = {name: final[name] for name in TRAINING_METRICS if name in final}
+        log.log_metrics({**_final_scores(ev, data), **taken, "rescore_seconds": seconds})
         _log_artifacts(log, spec, data, ev, y_pred, sampled, model)
     ctx.echo(f"  done: val accuracy {ev.accuracy:.3f}, balanced {ev.balanced_accuracy:.3f}, macro-F1 {ev.macro_f1:.3f}")
     return RunOutcome(spec.name, "rescored", log.run_id, val_accuracy=ev.accuracy, reason=f"weights of {source}")
+
+
+def _load_source(spec: ExperimentSpec, data: Dataset, source: str, ctx: RunContext) -> tuple[Any, ...] | None:
+    """The source run's model, first-epoch class counts, final metrics and per-epoch metrics."""
+    from harness.errors import TrackingError
+    from harness.evaluate import rebuild_model
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="harness-rescore-") as tmp:
+            files = ctx.tracker.download_for_eval(source, Path(tmp))
+            sampled = json.loads(files["data/class_counts.json"].read_text())["sampled_per_epoch"]
+            model = rebuild_model(spec, data.num_classes, files["model/weights.pt"], source)
+        final, epochs = ctx.tracker.training_record(source)
+    except (TrackingError, OSError, ValueError, KeyError, TypeError) as exc:
+        ctx.echo(f"  warning: cannot re-score finished run {source}'s weights ({first_line(exc)}); training instead")
+        return None
+    return model, sampled, final, epochs
+
+
+def _score(model: Any, spec: ExperimentSpec, data: Dataset, device: str) -> tuple[Any, float, np.ndarray]:
+    """The validation loss and predictions as fit() computes them: on the device, in the memory
+    layout the weights were trained in, with the spec's test-time augmentation."""
+    import torch
+
+    from harness.train import predict, to_tensor, use_channels_last
+
+    channels_last = use_channels_last(spec, device)
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    x_val, y_val = to_tensor(data.x_val, device), torch.from_numpy(data.y_val).to(device)
+    val_loss, y_pred = predict(model, x_val, y_val, spec, device, channels_last=channels_last)
+    return model, val_loss, y_pred
+
+
+def _log_training_curve(log: RunLogger, epochs: Mapping[str, Mapping[int, float]]) -> int | None:
+    """The source's per-epoch training loss and accuracy; returns its last epoch (None if none)."""
+    keys = ("train_loss", "train_accuracy")
+    steps = sorted({step for key in keys for step in epochs.get(key, {})})
+    for step in steps:
+        log.log_epoch({key: epochs[key][step] for key in keys if step in epochs.get(key, {})}, step=step)
+    return steps[-1] if steps else None
 
 
 def _log_inputs(log: RunLogger, spec: ExperimentSpec, data: Dataset) -> None:
