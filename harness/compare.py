@@ -74,13 +74,13 @@ def compare_runs(tracker_a: Tracker, ref_a: str, tracker_b: Tracker, ref_b: str)
 
 
 def _run_predictions(tracker: Tracker, ref: str) -> tuple[str, Predictions]:
-    from harness.tracking.read import load_artifacts
+    from harness.tracking.read import load_predictions
 
     run = tracker.find_training_run(ref)
     run_id = run.info.run_id
-    predictions = load_artifacts(tracker.tracking_uri, run_id).predictions
+    predictions, problem = load_predictions(tracker.tracking_uri, run_id)
     if predictions is None:
-        raise TrackingError(f"{tracker.tracking_uri}: run {run_id} has no readable eval/predictions.csv")
+        raise TrackingError(f"{tracker.tracking_uri}: run {run_id} has no readable eval/predictions.csv ({problem})")
     return run_id, predictions
 
 

@@ -240,6 +240,22 @@ def load_artifacts(tracking_uri: str, run_id: str) -> RunArtifacts:
         raise TrackingError(f"{tracking_uri}: run {run_id}: {_first_line(exc)}") from exc
 
 
+def load_predictions(tracking_uri: str, run_id: str) -> tuple[Predictions | None, str | None]:
+    """One run's eval/predictions.csv alone, or None and why it could not be read."""
+    from mlflow import MlflowClient
+    from mlflow.artifacts import download_artifacts
+
+    try:
+        artifact_uri = MlflowClient(tracking_uri=tracking_uri).get_run(run_id).info.artifact_uri
+        with tempfile.TemporaryDirectory(prefix="harness-predictions-") as tmp, quiet_downloads():
+            local = download_artifacts(
+                artifact_uri=f"{artifact_uri}/{PREDICTIONS_CSV}", dst_path=tmp, tracking_uri=tracking_uri
+            )
+            return _parse_predictions(Path(local))
+    except (*_store_errors(), OSError) as exc:
+        return None, _first_line(exc)
+
+
 def run_sort_key(run: RunRecord) -> tuple[float, str, str]:
     """Order runs by paper iteration (numerically where possible), then by name."""
     iteration = run.paper_iteration or ""
