@@ -120,7 +120,7 @@ def describe(paired: PairedRuns) -> list[str]:
         f"[{_points(d.balanced_accuracy.low)}, {_points(d.balanced_accuracy.high)}] points"
     )
     lines.append(
-        f"McNemar's exact test: {test.b} images only B gets right, {test.c} only A, p = {_p(test.p_value)}"
+        f"McNemar's exact test: {test.b} images only B gets right, {test.c} only A, {_p(test.p_value)}"
     )
     return lines
 
@@ -131,4 +131,4 @@ def _points(value: float) -> str:
 
 
 def _p(value: float) -> str:
-    return f"{value:.3g}" if value >= 0.001 else "< 0.001"
+    return f"p = {value:.3g}" if value >= 0.001 else "p < 0.001"

@@ -67,7 +67,9 @@ def test_compare_prints_the_paired_interval_and_mcnemar(
     assert f"B  variant   accuracy {100 * b.mean():5.1f}%" in out and ids["variant"] in out
     interval = f"accuracy {_points(d.accuracy.estimate)} [{_points(d.accuracy.low)}, {_points(d.accuracy.high)}]"
     assert f"over {y.size:,} paired validation images" in out and interval in out
-    assert f"{test.b} images only B gets right, {test.c} only A" in out
+    assert f"{test.b} images only B gets right, {test.c} only A, p " in out
+    p_text = f"p = {test.p_value:.3g}" if test.p_value >= 0.001 else "p < 0.001"
+    assert out.rstrip().endswith(p_text)
     # Swapping A and B mirrors the difference.
     assert main(_compare(stores, "variant", "baseline")) == 0
     swapped = capsys.readouterr().out
