@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 from harness.errors import HarnessError, TrackingError
 
 if TYPE_CHECKING:
-    import numpy as np
 
     from harness.stats import McNemar, PairedDifference
     from harness.tracking.read import Predictions
@@ -55,8 +54,9 @@ def compare_runs(tracker_a: Tracker, ref_a: str, tracker_b: Tracker, ref_b: str)
     """Find both runs (a run id, or an experiment's newest FINISHED training run) and pair them."""
     from harness.stats import mcnemar_exact, paired_bootstrap
 
-    run_a, pred_a = _run_predictions(tracker_a, ref_a)
-    run_b, pred_b = _run_predictions(tracker_b, ref_b)
+    side_a, pred_a = _read_side(tracker_a, ref_a)
+    side_b, pred_b = _read_side(tracker_b, ref_b)
+    run_a, run_b = side_a.run_id, side_b.run_id
     if run_a == run_b and tracker_a.tracking_uri == tracker_b.tracking_uri:
         raise HarnessError(f"A and B are the same run ({run_a}): nothing to compare")
     if pred_a.y_true.shape != pred_b.y_true.shape or not (pred_a.y_true == pred_b.y_true).all():
@@ -66,14 +66,15 @@ def compare_runs(tracker_a: Tracker, ref_a: str, tracker_b: Tracker, ref_b: str)
         )
     y = pred_a.y_true
     return PairedRuns(
-        a=_side(tracker_a, run_a, pred_a),
-        b=_side(tracker_b, run_b, pred_b),
+        a=side_a,
+        b=side_b,
         difference=paired_bootstrap(y, pred_b.correct, pred_a.correct),
         mcnemar=mcnemar_exact(pred_b.correct, pred_a.correct),
     )
 
 
-def _run_predictions(tracker: Tracker, ref: str) -> tuple[str, Predictions]:
+def _read_side(tracker: Tracker, ref: str) -> tuple[Side, Predictions]:
+    """The run, its logged scores (computed from the same predictions) and its predictions."""
     from harness.tracking.read import load_predictions
 
     run = tracker.find_training_run(ref)
@@ -81,26 +82,15 @@ def _run_predictions(tracker: Tracker, ref: str) -> tuple[str, Predictions]:
     predictions, problem = load_predictions(tracker.tracking_uri, run_id)
     if predictions is None:
         raise TrackingError(f"{tracker.tracking_uri}: run {run_id} has no readable eval/predictions.csv ({problem})")
-    return run_id, predictions
-
-
-def _side(tracker: Tracker, run_id: str, predictions: Predictions) -> Side:
-    experiment = tracker.client.get_run(run_id).data.tags.get("harness.experiment", "?")
-    return Side(
+    metrics = run.data.metrics
+    side = Side(
         run_id,
-        experiment,
+        run.data.tags.get("harness.experiment", "?"),
         tracker.tracking_uri,
-        float(predictions.correct.mean()) if predictions.correct.size else 0.0,
-        balanced_accuracy(predictions.y_true, predictions.correct),
+        metrics.get("final_val_accuracy", float("nan")),
+        metrics.get("final_val_balanced_accuracy", float("nan")),
     )
-
-
-def balanced_accuracy(y_true: np.ndarray, correct: np.ndarray) -> float:
-    """The mean over the classes present of the fraction of their images predicted right."""
-    import numpy as np
-
-    classes = np.unique(y_true)
-    return float(np.mean([correct[y_true == c].mean() for c in classes])) if classes.size else 0.0
+    return side, predictions
 
 
 def describe(paired: PairedRuns) -> list[str]:
@@ -126,8 +116,9 @@ def describe(paired: PairedRuns) -> list[str]:
 
 
 def _points(value: float) -> str:
-    text = f"{100 * value:+.1f}"
-    return text.replace("-", "−") if text not in ("+0.0", "-0.0") else "+0.0"
+    from harness.report_stats import pp_text
+
+    return pp_text(value).replace("-", "−")
 
 
 def _p(value: float) -> str:

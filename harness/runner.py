@@ -188,10 +188,8 @@ def run_experiment(
         if not ctx.force and (done := ctx.tracker.find_finished(key)):
             ctx.echo(f"  skipped: finished run {done} has the same spec and data (finished a moment ago)")
             return RunOutcome(spec.name, "skipped", done, reason="already finished")
-        # A caller that watches the training itself (callbacks on the run or its epochs) gets it.
-        watched = hooks.started is not None or hooks.stop is not None or hooks.before_end is not None
         wkey = weights_key(spec, data)
-        if not ctx.force and not watched and (source := ctx.tracker.find_finished(wkey, tag="weights_key")):
+        if not ctx.force and (source := ctx.tracker.find_finished(wkey, tag="weights_key")):
             rescored = rescore_and_log(suite, spec, data, key, source, ctx, hooks)
             if rescored is not None:
                 return rescored

@@ -242,8 +242,7 @@ class ExperimentSpec(_Strict):
 
     def spec_hash(self) -> str:
         """A short stable digest of the training settings: equal hashes train the same thing."""
-        blob = json.dumps(self.training_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return _digest(self.training_dict())
 
     def weights_hash(self) -> str:
         """A digest of what decides the learned weights: the training settings less EVAL_ONLY."""
@@ -251,8 +250,7 @@ class ExperimentSpec(_Strict):
         for section, keys in EVAL_ONLY.items():
             for key in keys:
                 settings.get(section, {}).pop(key, None)
-        blob = json.dumps(settings, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return _digest(settings)
 
     def flat_params(self) -> dict[str, str]:
         """The training settings flattened to `section.key` strings, for MLflow params."""
@@ -269,6 +267,11 @@ class ExperimentSpec(_Strict):
     def to_yaml(self) -> str:
         """The resolved spec as YAML, as saved beside every run."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _digest(settings: Mapping[str, Any]) -> str:
+    blob = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
