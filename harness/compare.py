@@ -94,7 +94,10 @@ def _read_side(tracker: Tracker, ref: str) -> tuple[Side, Predictions]:
 
 
 def describe(paired: PairedRuns) -> list[str]:
-    """The comparison as lines of text: each run, then B − A with its interval and McNemar's test."""
+    """The comparison as lines of text: each run, then B − A with its interval and McNemar's test
+    (its p written as the report writes it)."""
+    from harness.report_stats import p_text
+
     d, test = paired.difference, paired.mcnemar
     width = max(len(paired.a.experiment), len(paired.b.experiment))
     lines = [
@@ -110,7 +113,7 @@ def describe(paired: PairedRuns) -> list[str]:
         f"[{_points(d.balanced_accuracy.low)}, {_points(d.balanced_accuracy.high)}] points"
     )
     lines.append(
-        f"McNemar's exact test: {test.b} images only B gets right, {test.c} only A, {_p(test.p_value)}"
+        f"McNemar's exact test: {test.b} images only B gets right, {test.c} only A, {p_text(test.p_value)}"
     )
     return lines
 
@@ -120,6 +123,3 @@ def _points(value: float) -> str:
 
     return pp_text(value).replace("-", "−")
 
-
-def _p(value: float) -> str:
-    return f"p = {value:.3g}" if value >= 0.001 else "p < 0.001"

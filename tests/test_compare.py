@@ -68,7 +68,8 @@ def test_compare_prints_the_paired_interval_and_mcnemar(
     interval = f"accuracy {_points(d.accuracy.estimate)} [{_points(d.accuracy.low)}, {_points(d.accuracy.high)}]"
     assert f"over {y.size:,} paired validation images" in out and interval in out
     assert f"{test.b} images only B gets right, {test.c} only A, p " in out
-    p_text = f"p = {test.p_value:.3g}" if test.p_value >= 0.001 else "p < 0.001"
+    # The report's form: three decimals, "p < 0.001" below that.
+    p_text = f"p = {test.p_value:.3f}" if test.p_value >= 0.001 else "p < 0.001"
     assert out.rstrip().endswith(p_text)
     # Swapping A and B mirrors the difference.
     assert main(_compare(stores, "variant", "baseline")) == 0

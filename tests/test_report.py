@@ -248,3 +248,24 @@ def test_corrupt_store_raises_a_tracking_error(tmp_path: Path) -> None:
     with pytest.raises(TrackingError, match="corrupt.db"):
         build_report(f"sqlite:///{database}", EXPERIMENT, tmp_path / "report.html")
     assert not (tmp_path / "report.html").exists()
+
+
+
+def test_an_epoch_logged_twice_keeps_the_later_value() -> None:
+    """A resumed run logs its last epoch again: the history and a re-scored run's copied curve
+    (both through epoch_values) keep the value logged later, whatever order the store returns."""
+    from types import SimpleNamespace
+
+    from harness.tracking.read import epoch_values
+
+    points = [(2, 3000, 0.55), (1, 1000, 0.40), (2, 2000, 0.50)]  # newest first, as a store may
+
+    class Client:
+        def get_metric_history(self, run_id: str, key: str) -> list[SimpleNamespace]:
+            assert run_id == "r1"
+            rows = points if key == "val_accuracy" else []
+            return [SimpleNamespace(step=s, timestamp=t, value=v) for s, t, v in rows]
+
+    values = epoch_values(Client(), "r1")
+    assert values["val_accuracy"] == {1: 0.40, 2: 0.55}
+    assert values["train_loss"] == {}

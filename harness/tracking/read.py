@@ -412,16 +412,22 @@ def _run_record(client: MlflowClient, run: Run, *, with_artifacts: bool) -> RunR
     )
 
 
+def epoch_values(client: MlflowClient, run_id: str) -> dict[str, dict[int, float]]:
+    """Each per-epoch metric's values by epoch. A resumed run may log an epoch twice; the
+    later value is the one training ended with, and the one kept."""
+    values = {}
+    for key in EPOCH_METRICS:
+        points = sorted(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
+        values[key] = {int(point.step): float(point.value) for point in points}
+    return values
+
+
 def _history(client: MlflowClient, run_id: str) -> pd.DataFrame:
     """Per-epoch metrics as one row per epoch; a metric missing at an epoch is NaN."""
     import pandas as pd
 
-    columns: dict[str, pd.Series] = {}
-    for key in EPOCH_METRICS:
-        points = sorted(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
-        # A resumed run may log an epoch twice; the later value is the one training ended with.
-        by_epoch = {int(point.step): float(point.value) for point in points}
-        columns[key] = pd.Series(by_epoch, dtype="float64")
+    values = epoch_values(client, run_id)
+    columns = {key: pd.Series(by_epoch, dtype="float64") for key, by_epoch in values.items()}
     frame = pd.DataFrame(columns, columns=list(EPOCH_METRICS)).sort_index()
     frame.index = frame.index.astype("int64")
     return frame.rename_axis("epoch").reset_index()

@@ -98,14 +98,11 @@ class Tracker:
 
     def training_record(self, run_id: str) -> tuple[dict[str, float], dict[str, dict[int, float]]]:
         """A finished run's final metrics, and each per-epoch metric's values by epoch."""
-        from harness.tracking.read import EPOCH_METRICS
+        from harness.tracking.read import epoch_values
 
         try:
             metrics = dict(self.client.get_run(run_id).data.metrics)
-            epochs = {
-                key: {int(m.step): float(m.value) for m in self.client.get_metric_history(run_id, key)}
-                for key in EPOCH_METRICS
-            }
+            epochs = epoch_values(self.client, run_id)
         except Exception as exc:  # noqa: BLE001 - any store failure is reported the same way
             raise TrackingError(f"run {run_id}: cannot read its metrics: {first_line(exc)}") from None
         return metrics, epochs
