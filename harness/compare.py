@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 from harness.errors import HarnessError, TrackingError
 
 if TYPE_CHECKING:
-
     from harness.stats import McNemar, PairedDifference
     from harness.tracking.read import Predictions
     from harness.tracking.write import Tracker

@@ -250,7 +250,6 @@ def test_corrupt_store_raises_a_tracking_error(tmp_path: Path) -> None:
     assert not (tmp_path / "report.html").exists()
 
 
-
 def test_an_epoch_logged_twice_keeps_the_later_value() -> None:
     """A resumed run logs its last epoch again: the history and a re-scored run's copied curve
     (both through epoch_values) keep the value logged later, whatever order the store returns."""
@@ -258,7 +257,7 @@ def test_an_epoch_logged_twice_keeps_the_later_value() -> None:
 
     from harness.tracking.read import epoch_values
 
-    points = [(2, 3000, 0.55), (1, 1000, 0.40), (2, 2000, 0.50)]  # newest first, as a store may
+    points = [(2, 3000, 0.55), (1, 1000, 0.40), (2, 2000, 0.50)]  # not in (step, time) order
 
     class Client:
         def get_metric_history(self, run_id: str, key: str) -> list[SimpleNamespace]:
