@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError, TrackingError
+from harness.stats import mcnemar_exact, p_text, paired_bootstrap, pp_text
 
 if TYPE_CHECKING:
     from harness.stats import McNemar, PairedDifference
@@ -51,8 +52,6 @@ class PairedRuns:
 
 def compare_runs(tracker_a: Tracker, ref_a: str, tracker_b: Tracker, ref_b: str) -> PairedRuns:
     """Find both runs (a run id, or an experiment's newest FINISHED training run) and pair them."""
-    from harness.stats import mcnemar_exact, paired_bootstrap
-
     side_a, pred_a = _read_side(tracker_a, ref_a)
     side_b, pred_b = _read_side(tracker_b, ref_b)
     run_a, run_b = side_a.run_id, side_b.run_id
@@ -95,8 +94,6 @@ def _read_side(tracker: Tracker, ref: str) -> tuple[Side, Predictions]:
 def describe(paired: PairedRuns) -> list[str]:
     """The comparison as lines of text: each run, then B − A with its interval and McNemar's test
     (its p written as the report writes it)."""
-    from harness.report_stats import p_text
-
     d, test = paired.difference, paired.mcnemar
     width = max(len(paired.a.experiment), len(paired.b.experiment))
     lines = [
@@ -118,7 +115,5 @@ def describe(paired: PairedRuns) -> list[str]:
 
 
 def _points(value: float) -> str:
-    from harness.report_stats import pp_text
-
     return pp_text(value).replace("-", "−")
 

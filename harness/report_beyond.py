@@ -30,16 +30,14 @@ from harness.report import (
 )
 from harness.report_stats import (
     Headline,
-    bracket_text,
     difference_cells,
     headline,
     headline_cell,
-    p_text,
-    pp_text,
     recall_intervals,
     seed_list,
     source_line,
 )
+from harness.stats import bracket_text, p_text, pp_text
 from harness.tracking.read import RunRecord, Suite, run_sort_key
 
 if TYPE_CHECKING:

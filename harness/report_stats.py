@@ -29,7 +29,10 @@ from harness.stats import (
     BOOTSTRAP_RESAMPLES,
     Interval,
     bootstrap_scores,
+    bracket_text,
     mean_interval,
+    p_text,
+    pp_text,
     wilson_interval,
 )
 from harness.tracking.read import RunRecord, Suite, SweepRecord, run_sort_key
@@ -780,22 +783,6 @@ averages per class, so its interval leaves out how the images fall into classes,
 test counts plain right and wrong answers.</li>
 </ul>"""
     return Section("methods", body)
-
-
-def pp_text(value: float) -> str:
-    """Percentage points with a sign; a value that rounds to zero is "+0.0", never "-0.0"."""
-    text = f"{100 * value:+.1f}"
-    return "+0.0" if text == "-0.0" else text
-
-
-def bracket_text(interval: Interval) -> str:
-    return f"[{pp_text(interval.low)}, {pp_text(interval.high)}]"
-
-
-def p_text(value: float | None) -> str:
-    if value is None:
-        return "p n/a"
-    return "p < 0.001" if value < 0.001 else f"p = {value:.3f}"
 
 
 def _pct(value: float | None) -> str | None:

@@ -9,6 +9,8 @@
   Resampling ignores the class labels, as McNemar's test does, so the two agree on what varies.
 - `mcnemar_exact`: McNemar's exact test on paired right/wrong outcomes (a two-sided binomial
   test on the discordant pairs).
+- `pp_text`, `bracket_text`, `p_text`: how the report and `harness compare` write a difference
+  in percentage points, its interval and a p-value, so the two always agree.
 
 numpy and scipy (which scikit-learn already requires) are imported inside the functions.
 """
@@ -212,3 +214,21 @@ def _percentile_interval(estimate: float, draws: np.ndarray, confidence: float) 
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(draws, [tail, 100 - tail])
     return Interval(estimate, float(low), float(high), confidence)
+
+
+def pp_text(value: float) -> str:
+    """Percentage points with a sign; a value that rounds to zero is "+0.0", never "-0.0"."""
+    text = f"{100 * value:+.1f}"
+    return "+0.0" if text == "-0.0" else text
+
+
+def bracket_text(interval: Interval) -> str:
+    """An interval in signed percentage points: "[-1.2, +3.4]"."""
+    return f"[{pp_text(interval.low)}, {pp_text(interval.high)}]"
+
+
+def p_text(value: float | None) -> str:
+    """A p-value to three decimals, "p < 0.001" below that, "p n/a" when there is none."""
+    if value is None:
+        return "p n/a"
+    return "p < 0.001" if value < 0.001 else f"p = {value:.3f}"

@@ -13,8 +13,7 @@ from mlflow_fixtures import log_fake_run
 from harness.claims import Comparison, compare
 from harness.report import SECTIONS, build_report
 from harness.report_beyond import NO_LADDER, beyond_section, chain, ladder, missing_rungs
-from harness.report_stats import bracket_text, pp_text
-from harness.stats import bootstrap_scores, mean_interval
+from harness.stats import bootstrap_scores, bracket_text, mean_interval, pp_text
 from harness.tracking.read import Suite, load_suite
 
 FER = "fer-beyond"  # a FER2013 ladder with rung 2 not trained yet

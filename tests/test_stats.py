@@ -117,3 +117,15 @@ def test_single_model_intervals_cover_its_scores() -> None:
     assert balanced.estimate == pytest.approx(np.mean([correct[y == c].mean() for c in range(3)]))
     assert accuracy.low < accuracy.estimate < accuracy.high < accuracy.low + 0.12
     assert balanced.estimate < accuracy.estimate  # the big class is the easy one
+
+
+def test_differences_and_p_values_are_written_one_way() -> None:
+    """The report and `harness compare` share these: signed points, no "-0.0", p to 3 decimals."""
+    from harness.stats import Interval, bracket_text, p_text, pp_text
+
+    assert pp_text(0.0123) == "+1.2"
+    assert pp_text(-0.0004) == "+0.0"  # rounds to zero: never "-0.0"
+    assert bracket_text(Interval(0.01, -0.011, 0.034)) == "[-1.1, +3.4]"
+    assert p_text(0.04512) == "p = 0.045"
+    assert p_text(0.0009) == "p < 0.001"
+    assert p_text(None) == "p n/a"
