@@ -72,8 +72,10 @@ bench-sweep: $(STAMP)
 	$(BIN)/python bench/sweep_pruning.py
 	$(BIN)/python bench/summary.py
 
+# ruff, then the import contract of pyproject.toml (the pipeline's layers: no import cycle).
 lint: $(STAMP)
 	$(BIN)/ruff check harness tests bench
+	$(BIN)/lint-imports
 
 # Removes tracked results (mlflow.db, artifacts, Optuna studies, report); keeps data and the preprocessing cache.
 clean-results:

@@ -96,7 +96,7 @@ def command_line(script: str, argv: list[str] | None) -> str:
 
 def merge_report(path: Path, keys: Mapping[str, float], name: str, details: Mapping[str, Any]) -> None:
     """Merge flat numeric `keys` and `details.<name>` into the JSON report (read, update, atomic write)."""
-    from harness.locks import atomic_write_bytes
+    from harness.core.locks import atomic_write_bytes
 
     path.parent.mkdir(parents=True, exist_ok=True)
     data = json.loads(path.read_text()) if path.exists() else {}

@@ -171,7 +171,7 @@ def draft_reductions(records: Sequence[ImageRecord], prep: Preprocess) -> dict[s
 
 def fer2013_records(root: Path, n: int) -> list[ImageRecord]:
     """`n` training images spread evenly over the sorted listing (so over every class)."""
-    from harness.classes import FER2013_CLASSES
+    from harness.core.classes import FER2013_CLASSES
     from harness.data.fer2013 import list_fer2013
 
     records = list_fer2013(root, FER2013_CLASSES).train
@@ -181,7 +181,7 @@ def fer2013_records(root: Path, n: int) -> list[ImageRecord]:
 
 def affectnet_records(root: Path, scale: float) -> tuple[list[ImageRecord], dict[str, object]]:
     """Generate an AffectNet-format dataset of large images under `root`; its training records."""
-    from harness.classes import CLASS_SETS
+    from harness.core.classes import CLASS_SETS
     from harness.data.affectnet import list_affectnet
     from harness.data.synth import generate
 

@@ -28,7 +28,7 @@ HEAVY = ("torch", "mlflow", "sklearn", "pandas", "plotly", "optuna", "numpy", "P
 # Run in a fresh interpreter: `--help` exits through SystemExit once argparse has printed.
 IMPORTS_PROBE = f"""
 import json, sys
-from harness.cli import main
+from harness.cli.main import main
 try:
     main(["--help"])
 except SystemExit:

@@ -79,7 +79,7 @@ def summarize(folder: Path, study: str, epochs: int) -> dict[str, float]:
     """Epochs run, trial states and the best value of one study in the project's journal."""
     import optuna
 
-    from harness.sweep import open_storage
+    from harness.sweep.storage import open_storage
 
     s = optuna.load_study(study_name=f"fer-study.{study}", storage=open_storage(str(folder / "optuna.journal")))
     finished = [t for t in s.trials if t.state.name in ("COMPLETE", "PRUNED")]
@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{gap / se:+.2f} SE (SE {se:.4f}; target gap <= 2 SE)")
     out = args.out or (None if args.quick else REPORT)
     if out is not None:
-        from harness.locks import atomic_write_bytes
+        from harness.core.locks import atomic_write_bytes
 
         data = json.loads(out.read_text()) if out.exists() else {}
         data.update(keys)

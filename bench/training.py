@@ -59,15 +59,18 @@ from common import (
 )
 from PIL import Image
 
-import harness.runner as harness_runner
-import harness.train as harness_train
+import harness.runs.training as harness_training
 from harness.data.dataset import Dataset, load_dataset, resolve_path
 from harness.data.records import ImageRecord
 from harness.data.samplers import natural
-from harness.optim import OPTIMIZERS
-from harness.runner import build_model
-from harness.spec import ExperimentSpec, Suite, derive_spec, load_suite
-from harness.train import predict, resolve_precision, to_tensor, train_one_epoch
+from harness.models.build import build_model
+from harness.spec.schema import ExperimentSpec
+from harness.suite.load import Suite, load_suite
+from harness.suite.validate import derive_spec
+from harness.train.device import resolve_precision, to_tensor
+from harness.train.loop import train_one_epoch
+from harness.train.optim import OPTIMIZERS
+from harness.train.scoring import predict
 
 SUITE = REPO / "experiments.yaml"
 SECTIONS = ("overhead", "pipeline", "efficiency", "tracking")
@@ -144,7 +147,7 @@ def fresh_optimizer(model: torch.nn.Module, spec: ExperimentSpec) -> torch.optim
 
 def prepared_model(spec: ExperimentSpec, data: Dataset, device: str) -> tuple[torch.nn.Module, bool]:
     """The harness's model for `spec` on `device`, in the memory format `fit` would use."""
-    from harness.train import use_channels_last
+    from harness.train.device import use_channels_last
 
     channels_last = use_channels_last(spec, device)
     model = build_model(spec, data).to(device)
@@ -309,7 +312,7 @@ def measure_pipeline_input(
     name: str, suite: Suite, root: Path, cache_dir: Path, sizes: Sizes, device: str
 ) -> tuple[dict, dict]:
     """1b on one dataset folder: the per-item pipeline against the harness's epoch."""
-    from harness.classes import CLASS_SETS
+    from harness.core.classes import CLASS_SETS
     from harness.data.affectnet import list_affectnet
 
     base = suite.experiments[EFFICIENCY_EXPERIMENTS["cnn"]]
@@ -588,9 +591,11 @@ class TimedClient:
 
 def measure_tracking(suite: Suite, data: Dataset, sizes: Sizes, device: str, tmp: Path) -> tuple[dict, dict]:
     """3: a tracked run (train_and_log, sqlite store) against the same build + fit untracked."""
-    from harness.runner import RunContext, run_key, train_and_log
+    from harness.runs.context import RunContext
+    from harness.runs.provenance import run_key
+    from harness.runs.training import train_and_log
     from harness.tracking.write import connect
-    from harness.train import fit
+    from harness.train.loop import fit
 
     spec = suite.experiments[TRACKED_EXPERIMENT]
     if sizes.tracking_epochs is not None:
@@ -627,8 +632,8 @@ def measure_tracking(suite: Suite, data: Dataset, sizes: Sizes, device: str, tmp
         store_in_fit.clear()
         started, cpu_started = time.perf_counter(), time.process_time()
         with (
-            _timing(harness_train, "fit", inner_seconds, store_total, store_in_fit),
-            _timing(harness_runner, "build_model", inner_seconds),
+            _timing(harness_training, "fit", inner_seconds, store_total, store_in_fit),
+            _timing(harness_training, "build_model", inner_seconds),
         ):
             train_and_log(suite, spec, data, key, ctx)
         total = time.perf_counter() - started

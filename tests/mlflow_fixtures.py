@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.classes import AFFECTNET_CLASSES
+from harness.core.classes import AFFECTNET_CLASSES
 
 # AffectNet's manually annotated training set, per class in code order, divided by 100 so the
 # fake counts keep the real imbalance (happy ~35x contempt) at a size that logs quickly.

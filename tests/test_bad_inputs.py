@@ -28,9 +28,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_data import make_tree
 
-from harness.cli import main
-from harness.errors import SpecError
-from harness.spec import load_suite
+from harness.cli.main import main
+from harness.core.errors import SpecError
+from harness.suite.load import load_suite
 
 GOOD_SUITE = textwrap.dedent(
     """
@@ -370,8 +370,8 @@ class _Payload:
 def test_weights_that_run_code_when_unpickled_are_refused(tmp_path: Path) -> None:
     import torch
 
-    from harness.errors import TrackingError
-    from harness.evaluate import rebuild_model
+    from harness.core.errors import TrackingError
+    from harness.models.build import rebuild_model
 
     (tmp_path / "experiments.yaml").write_text(_suite())
     spec = load_suite(tmp_path / "experiments.yaml").experiments["a"]

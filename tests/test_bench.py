@@ -90,7 +90,7 @@ def test_quick_end_to_end_splits_every_experiment(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     run_quick("e2e.py", out)
     phases = json.loads(out.read_text())["details"]["e2e_smoke"]["phases_s"]
-    from harness.spec import load_suite
+    from harness.suite.load import load_suite
 
     names = set(load_suite(ROOT / "experiments.yaml").experiments)
     assert {k.split(".", 1)[1] for k in phases if k.startswith("experiment.")} == names

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.cli import main
+from harness.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 LADDER = ("study_best", "ladder_augment", "ladder_batchnorm", "ladder_schedule", "ladder_smoothing",

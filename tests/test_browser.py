@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 from mlflow_fixtures import log_fake_run, log_fake_sweep
 
-from harness.report import SECTIONS, build_report
+from harness.report.page import SECTIONS, build_report
+from harness.suite.load import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "reports" / "test-artifacts"
@@ -92,7 +93,8 @@ def report_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 comparisons=("imbalance", "architecture"),
             )  # fmt: skip
     log_fake_sweep(uri, EXPERIMENT, "lr-search")
-    return build_report(uri, EXPERIMENT, root / "index.html").out_path
+    claims = load_suite(Path(__file__).resolve().parents[1] / "experiments.yaml").claims
+    return build_report(uri, EXPERIMENT, root / "index.html", claims=claims).out_path
 
 
 def test_report_renders_every_plot_offline_without_console_errors(

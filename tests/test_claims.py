@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from harness.claims import STUDY_COMPARISONS, Comparison, compare, verdict
-from harness.stats import Interval, McNemar, PairedDifference
-from harness.tracking.read import Predictions, RunArtifacts, RunRecord
+from harness.analysis.claims import compare, verdict
+from harness.analysis.stats import Interval, McNemar, PairedDifference
+from harness.spec.claims import ClaimSpec
+from harness.suite.load import load_suite
+from harness.tracking.fetch import Predictions, RunArtifacts
+from harness.tracking.read import RunRecord
 
-BETTER = Comparison("x", "A vs B", "a", "b", "A beats B", "accuracy", "better")
-NO_BETTER = Comparison("y", "A vs B", "a", "b", "A is no better than B", "accuracy", "no_better")
+BETTER = ClaimSpec(key="x", title="A vs B", a="a", b="b", claim="A beats B", metric="accuracy", expect="better")
+NO_BETTER = ClaimSpec(
+    key="y", title="A vs B", a="a", b="b", claim="A is no better than B", metric="accuracy", expect="no_better"
+)
+STUDY_CLAIMS = load_suite(Path(__file__).resolve().parents[1] / "experiments.yaml").claims
+
 
 
 def _difference(low: float, high: float) -> PairedDifference:
@@ -43,11 +52,11 @@ def test_verdict_rules(
 
 
 def test_balanced_sampling_is_judged_on_balanced_accuracy() -> None:
-    (sampling,) = [c for c in STUDY_COMPARISONS if c.key == "balanced-vs-imbalanced"]
+    (sampling,) = [c for c in STUDY_CLAIMS if c.key == "balanced-vs-imbalanced"]
     assert sampling.metric == "balanced_accuracy"
     difference = PairedDifference(100, (1, 1), Interval(-0.1, -0.2, -0.05), Interval(0.1, 0.05, 0.2))
     assert verdict(sampling, difference, A_SIGNIFICANT) == "reproduced"
-    assert [c.key for c in STUDY_COMPARISONS if c.is_claim] == [
+    assert [c.key for c in STUDY_CLAIMS if c.study_claim] == [
         "residual-vs-plain", "balanced-vs-imbalanced", "resnext-vs-plain",
     ]  # fmt: skip
 

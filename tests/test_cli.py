@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from harness.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,9 +116,9 @@ def test_run_track_skip_force_and_report(tiny_suite: Path, capsys: pytest.Captur
 @pytest.mark.slow
 def test_same_seed_same_metrics(tiny_suite: Path, tmp_path: Path) -> None:
     from harness.data.dataset import load_dataset
-    from harness.runner import build_model
-    from harness.spec import load_suite
-    from harness.train import fit
+    from harness.models.build import build_model
+    from harness.suite.load import load_suite
+    from harness.train.loop import fit
 
     suite = load_suite(tiny_suite)
     spec = suite.experiments["residual"]

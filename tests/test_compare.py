@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from mlflow_fixtures import log_fake_run
 
-from harness.cli import main
-from harness.stats import mcnemar_exact, paired_bootstrap
+from harness.analysis.stats import mcnemar_exact, paired_bootstrap
+from harness.cli.main import main
 from tests.conftest import tiny_suite_text
 
 SUITE = "tiny"  # tiny_suite's MLflow experiment

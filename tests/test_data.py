@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harness.classes import CLASS_SETS
+from harness.core.classes import CLASS_SETS
+from harness.core.errors import DataError
 from harness.data.affectnet import COLUMNS, list_affectnet
 from harness.data.cache import Preprocess, decode, load_or_build
 from harness.data.records import ImageRecord
 from harness.data.samplers import SAMPLERS, class_weights
-from harness.errors import DataError
 
 ALL11 = CLASS_SETS["all11"]
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 from harness.data import duplicates as dup
 from harness.data.dataset import EVAL_SPLITS, load_dataset, load_split
-from harness.spec import DataSpec
+from harness.spec.schema import DataSpec
 
 CLASSES_A = ("happy", "sad", "anger")
 PER_CLASS = 6
@@ -272,9 +272,9 @@ def test_load_split_picks_test_then_validation_then_all(folder_a: Path, folder_b
 def test_match_classes_and_split_choices() -> None:
     from typing import get_args
 
-    from harness.cli import EVAL_SPLIT_CHOICES, TTA_CHOICES
-    from harness.evaluate import match_classes
-    from harness.spec import TrainSpec
+    from harness.cli.parser import EVAL_SPLIT_CHOICES, TTA_CHOICES
+    from harness.runs.evaluate import match_classes
+    from harness.spec.schema import TrainSpec
 
     match = match_classes(("happy", "sad", "anger"), ("happy", "sad", "surprise"))
     assert match.shared == ("happy", "sad") and match.not_in_model == ("surprise",)
@@ -284,9 +284,9 @@ def test_match_classes_and_split_choices() -> None:
 
 
 def test_with_tta_replaces_only_the_scoring_views() -> None:
-    from harness.errors import SpecError
-    from harness.evaluate import TrainedModel, with_tta
-    from harness.spec import load_suite
+    from harness.core.errors import SpecError
+    from harness.runs.trained import TrainedModel, with_tta
+    from harness.suite.load import load_suite
 
     spec = load_suite(Path(__file__).parents[1] / "beyond.yaml").experiments["modern_cpu"]
     trained = TrainedModel("r", "modern_cpu", spec, ("a", "b"), Path("w.pt"), None)
@@ -326,9 +326,9 @@ def test_eval_scores_shared_classes_and_drops_copies(
 ) -> None:
     from mlflow import MlflowClient
 
-    import harness.train
-    from harness.cli import main
-    from harness.tracking.read import load_suite
+    import harness.train.scoring
+    from harness.cli.main import main
+    from harness.tracking.read import load_results
 
     suite, uri = _suite(tmp_path, folder_a), f"sqlite:///{tmp_path / 'mlflow.db'}"
     common = ["--config", str(suite), "--tracking-uri", uri, "--cache-dir", str(tmp_path / "cache")]
@@ -366,8 +366,8 @@ def test_eval_scores_shared_classes_and_drops_copies(
     # The run's own validation split with its own TTA (none) gives the run's own accuracy; --tta
     # re-scores the same weights with other views, and the eval run records which.
     seen: list[str] = []
-    views = harness.train.tta_views
-    monkeypatch.setattr(harness.train, "tta_views", lambda x, mode: seen.append(mode) or views(x, mode))
+    views = harness.train.scoring.tta_views
+    monkeypatch.setattr(harness.train.scoring, "tta_views", lambda x, mode: seen.append(mode) or views(x, mode))
     val = ["eval", "--run", "tiny_cnn", "--data", f"folder:{folder_a}", "--split", "validation", *common]
     for tta in (None, "crops"):
         assert main(val + (["--tta", tta] if tta else [])) == 0
@@ -384,5 +384,5 @@ def test_eval_scores_shared_classes_and_drops_copies(
         main([*val, "--tta", "mirror"])
     assert usage.value.code == 2
 
-    assert [r.run_id for r in load_suite(uri, "tiny-eval", artifacts=False).runs] == [trained.info.run_id]
+    assert [r.run_id for r in load_results(uri, "tiny-eval", artifacts=False).runs] == [trained.info.run_id]
     assert main(["eval", "--run", "nope", "--data", f"folder:{folder_b}", *common]) == 2

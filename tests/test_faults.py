@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from harness.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 MLFLOW = Path(sys.executable).with_name("mlflow")
@@ -50,7 +50,7 @@ def warm_cache(tmp_path_factory: pytest.TempPathFactory, tiny_data: Path) -> Pat
     from conftest import tiny_suite_text
 
     from harness.data.dataset import load_dataset
-    from harness.spec import load_suite
+    from harness.suite.load import load_suite
 
     folder = tmp_path_factory.mktemp("warm")
     (folder / "experiments.yaml").write_text(tiny_suite_text(tiny_data))
@@ -196,7 +196,7 @@ def test_kill_9_mid_suite_then_rerun_gives_one_finished_run_per_experiment(
 def test_damaged_cache_is_detected_on_load_and_rebuilt(tmp_path: Path, damage: str) -> None:
     from test_data import make_tree
 
-    from harness.classes import CLASS_SETS
+    from harness.core.classes import CLASS_SETS
     from harness.data.affectnet import list_affectnet
     from harness.data.cache import Preprocess, load_or_build
 
@@ -377,7 +377,7 @@ class _Client:
 
 
 def test_epoch_metrics_are_batched_per_interval_in_order_and_journaled() -> None:
-    from harness.tracking.write import RunLogger
+    from harness.tracking.logger import RunLogger
 
     client = _Client()
     log = RunLogger(client, "r" * 32, metrics_interval=3600.0)

@@ -11,15 +11,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harness.classes import CLASS_SETS, FER2013_CLASSES, canonical_class
-from harness.cli import _data_override, main
+from harness.cli.commands import _data_override
+from harness.cli.main import main
+from harness.core.classes import CLASS_SETS, FER2013_CLASSES, canonical_class
+from harness.core.errors import DataError
 from harness.data.cache import Preprocess, decode
 from harness.data.dataset import load_dataset
 from harness.data.fer2013 import list_fer2013
 from harness.data.folder import list_folder
 from harness.data.splits import carve_validation
-from harness.errors import DataError
-from harness.spec import DataSpec
+from harness.spec.schema import DataSpec
 
 ALL11 = CLASS_SETS["all11"]
 BASIC7 = CLASS_SETS["basic7"]

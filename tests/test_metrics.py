@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.metrics import evaluate
+from harness.train.metrics import evaluate
 
 LABELS = ("a", "b", "c")
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from harness.errors import SpecError
-from harness.models import create_model, model_names, model_params, register_model
+from harness.core.errors import SpecError
 from harness.models.cnn import GatedTanh, ResidualBlock
+from harness.models.registry import create_model, model_names, model_params, register_model
 from harness.models.resnet import BasicBlock
 
 NUM_CLASSES = 11

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from harness.augment import ModelEma, augment_batch, lr_scheduler, mix_batch
-from harness.errors import SpecError
-from harness.spec import AugmentSpec, TrainSpec, load_suite
+from harness.core.errors import SpecError
+from harness.spec.schema import AugmentSpec, TrainSpec
+from harness.suite.load import load_suite
+from harness.train.augment import augment_batch, mix_batch
+from harness.train.schedules import ModelEma, lr_scheduler
 
 ROOT = Path(__file__).resolve().parents[1]
 # What the study's runs trained on, key by key, before the modern ingredients existed: these keys
@@ -161,7 +163,7 @@ def test_schedules_warm_up_peak_and_anneal_over_exactly_the_steps(schedule: str)
 
 
 def test_flip_tta_averages_the_softmax_of_both_views() -> None:
-    from harness.train import predict
+    from harness.train.scoring import predict
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2 * 4 * 4, 3))
@@ -182,8 +184,8 @@ def test_flip_tta_averages_the_softmax_of_both_views() -> None:
 def test_ten_crop_tta_averages_whole_image_and_corner_crops_with_mirrors() -> None:
     import torch.nn.functional as F
 
-    from harness.augment import TTA_CROP, tta_views
-    from harness.train import predict
+    from harness.train.augment import TTA_CROP, tta_views
+    from harness.train.scoring import predict
 
     x = torch.arange(2 * 1 * 10 * 10, dtype=torch.float32).reshape(2, 1, 10, 10)
     views = tta_views(x, "crops")
@@ -257,8 +259,8 @@ def test_beyond_ladder_adds_one_ingredient_per_rung() -> None:
 
 def test_fit_with_every_ingredient_is_deterministic(tmp_path: Path, tiny_data: Path) -> None:
     from harness.data.dataset import load_dataset
-    from harness.models import create_model
-    from harness.train import fit
+    from harness.models.registry import create_model
+    from harness.train.loop import fit
 
     path = tmp_path / "s.yaml"
     path.write_text(textwrap.dedent(f"""

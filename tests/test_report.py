@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 from mlflow_fixtures import EXAMPLES_PER_ROW, IMAGE_SIZE, ensure_experiment, log_fake_run
 
-from harness.errors import TrackingError
-from harness.report import SECTIONS, ReportSummary, build_report, sampler_groups
-from harness.tracking.read import load_suite
+from harness.core.errors import TrackingError
+from harness.report.imbalance import sampler_groups
+from harness.report.page import SECTIONS, ReportSummary, build_report
+from harness.suite.load import load_suite
+from harness.tracking.read import load_results
 
 EXPERIMENT = "fer-study"
 T0 = 1_700_000_000_000  # explicit start times (ms) so "most recent" never depends on timing
@@ -58,7 +60,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
 
 @pytest.fixture(scope="module")
 def report(store: Store) -> tuple[str, ReportSummary]:
-    summary = build_report(store.uri, EXPERIMENT, store.root / "out" / "report.html")
+    claims = load_suite(Path(__file__).resolve().parents[1] / "experiments.yaml").claims
+    summary = build_report(store.uri, EXPERIMENT, store.root / "out" / "report.html", claims=claims)
     return summary.out_path.read_text(encoding="utf-8"), summary
 
 
@@ -148,7 +151,7 @@ def test_failed_runs_are_left_out(report: tuple[str, ReportSummary], store: Stor
 def test_most_recent_finished_run_of_a_name_wins(
     store: Store, report: tuple[str, ReportSummary]
 ) -> None:
-    suite = load_suite(store.uri, EXPERIMENT, artifacts=False)
+    suite = load_results(store.uri, EXPERIMENT, artifacts=False)
     assert {run.experiment: run.run_id for run in suite.runs} == store.run_ids
     assert suite.n_superseded == 1
     assert suite.status_counts == {"FINISHED": 4, "FAILED": 2}
@@ -158,7 +161,7 @@ def test_most_recent_finished_run_of_a_name_wins(
 
 
 def test_history_has_one_row_per_epoch(store: Store) -> None:
-    suite = load_suite(store.uri, EXPERIMENT, artifacts=False)
+    suite = load_results(store.uri, EXPERIMENT, artifacts=False)
     history = suite.runs[0].history
     assert list(history["epoch"]) == [1, 2, 3]
     assert history["val_accuracy"].iloc[-1] == pytest.approx(
@@ -170,7 +173,7 @@ def test_history_has_one_row_per_epoch(store: Store) -> None:
 def test_sampler_pair_is_found_with_natural_first(
     store: Store, report: tuple[str, ReportSummary]
 ) -> None:
-    suite = load_suite(store.uri, EXPERIMENT, artifacts=False)
+    suite = load_results(store.uri, EXPERIMENT, artifacts=False)
     groups = sampler_groups(suite.runs)
     assert [[run.experiment for run in group] for group in groups] == [
         ["cnn_baseline", "cnn_baseline_balanced"]

@@ -10,13 +10,17 @@ from pathlib import Path
 import pytest
 from mlflow_fixtures import log_fake_run
 
-from harness.claims import Comparison, compare
-from harness.report import SECTIONS, build_report
-from harness.report_beyond import NO_LADDER, beyond_section, chain, ladder, missing_rungs
-from harness.stats import bootstrap_scores, bracket_text, mean_interval, pp_text
-from harness.tracking.read import Suite, load_suite
+from harness.analysis.claims import compare
+from harness.analysis.stats import bootstrap_scores, bracket_text, mean_interval, pp_text
+from harness.report.beyond import NO_LADDER, beyond_section, chain, ladder, missing_rungs
+from harness.report.page import SECTIONS, build_report
+from harness.spec.claims import ClaimSpec
+from harness.suite.load import load_suite
+from harness.tracking.read import Results, load_results
 
 FER = "fer-beyond"  # a FER2013 ladder with rung 2 not trained yet
+# The reference lines beyond.yaml draws on the ladder chart of FER2013 runs.
+REFERENCES = load_suite(Path(__file__).resolve().parents[1] / "beyond.yaml").references
 MAIN = "fer-study"  # the main suite's two-rung ladder, on synthetic data
 PLAIN = "plain"  # no ladder at all
 T0 = 1_700_000_000_000
@@ -67,13 +71,13 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
 
 
 @pytest.fixture(scope="module")
-def fer(store: Store) -> Suite:
-    return load_suite(store.uri, FER)
+def fer(store: Store) -> Results:
+    return load_results(store.uri, FER)
 
 
 @pytest.fixture(scope="module")
-def fer_body(fer: Suite) -> str:
-    return beyond_section(fer).body
+def fer_body(fer: Results) -> str:
+    return beyond_section(fer, references=REFERENCES).body
 
 
 def _figures(html: str) -> list[dict]:
@@ -96,7 +100,7 @@ def _step_item(body: str, title: str) -> str:
     return match.group(0)
 
 
-def test_rungs_are_ordered_and_the_missing_rung_is_found(fer: Suite) -> None:
+def test_rungs_are_ordered_and_the_missing_rung_is_found(fer: Results) -> None:
     rungs = ladder(fer)
     assert [(rung.number, rung.experiment) for rung in rungs] == [
         (number, name) for number, name, *_ in FER_LADDER
@@ -105,7 +109,7 @@ def test_rungs_are_ordered_and_the_missing_rung_is_found(fer: Suite) -> None:
     assert missing_rungs(chain(rungs)) == [2]
 
 
-def test_ladder_chart_shows_every_rung_in_order_with_its_interval(fer: Suite, fer_body: str) -> None:
+def test_ladder_chart_shows_every_rung_in_order_with_its_interval(fer: Results, fer_body: str) -> None:
     chart = _figures(fer_body)[0]
     accuracy, balanced = chart["data"]
     ticks = accuracy["x"]
@@ -131,9 +135,10 @@ def test_ladder_chart_shows_every_rung_in_order_with_its_interval(fer: Suite, fe
     )
 
 
-def test_a_clearly_better_rung_has_a_difference_interval_above_zero(fer: Suite, fer_body: str) -> None:
+def test_a_clearly_better_rung_has_a_difference_interval_above_zero(fer: Results, fer_body: str) -> None:
     expected = compare(
-        Comparison("x", "x", "modern_cpu", "study_best", "", "accuracy", "better"), fer.seed_runs
+        ClaimSpec(key="x", title="x", a="modern_cpu", b="study_best", claim="-", metric="accuracy", expect="better"),
+        fer.seed_runs,
     )
     interval = expected.difference.accuracy
     assert interval.low > 0.2  # recall 0.8 vs 0.35 on the same 350 images
@@ -145,8 +150,8 @@ def test_a_clearly_better_rung_has_a_difference_interval_above_zero(fer: Suite, 
     assert "1 vs 2 seed(s)" in item  # modern_cpu has one seed, study_best two
 
 
-def test_a_missing_rung_is_named_in_the_steps_and_the_warnings(fer: Suite, fer_body: str) -> None:
-    section = beyond_section(fer)
+def test_a_missing_rung_is_named_in_the_steps_and_the_warnings(fer: Results, fer_body: str) -> None:
+    section = beyond_section(fer, references=REFERENCES)
     assert "ablation ladder: rung 2 has no finished run" in section.warnings
     assert not any("not compared" in warning for warning in section.warnings)
     assert "Rung(s) with no finished run: rung 2." in fer_body
@@ -163,16 +168,16 @@ def test_reference_lines_only_for_fer2013(store: Store, fer_body: str) -> None:
     ]  # fmt: skip
     assert {shape["name"]: shape["y0"] for shape in shapes} == {
         "human agreement ≈65%": 0.65,
-        "the quick modern recipe, reported ≈67% (validation split, on a faster 2-core machine)": 0.67,
+        "the modern_cpu target: 67% on this validation split within 300 TFLOP of training": 0.67,
         "published single models (test-split-selected checkpoints)": 0.72,
     }
     assert all(shape["showlegend"] for shape in shapes)
     low, high = _figures(fer_body)[0]["layout"]["yaxis"]["range"]
     assert low < 0.65 and high > 0.74  # every reference is on the chart
-    synthetic = beyond_section(load_suite(store.uri, MAIN)).body
+    synthetic = beyond_section(load_results(store.uri, MAIN), references=REFERENCES).body
     assert "shapes" not in _figures(synthetic)[0]["layout"]
     assert "test-split-selected" not in synthetic
-    assert "drawn only for runs on FER2013" in synthetic
+    assert "No reference lines: the suite file gives none for runs on fer2013" in synthetic
 
 
 def test_top_rung_beside_rung_0_class_by_class(fer_body: str) -> None:
@@ -199,7 +204,7 @@ def test_runs_tagged_beyond_off_the_ladder_are_listed(fer_body: str) -> None:
 
 
 def test_no_ladder_says_how_to_make_one_without_extra_warnings(store: Store) -> None:
-    section = beyond_section(load_suite(store.uri, PLAIN))
+    section = beyond_section(load_results(store.uri, PLAIN))
     assert section.warnings == ()
     assert "harness run modern" in NO_LADDER and "make beyond" in NO_LADDER
     assert "`harness run modern`" in section.body and "`make beyond FER2013=PATH`" in section.body

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from mlflow_fixtures import ensure_experiment, log_fake_run, log_fake_sweep
 
-from harness.claims import STUDY_COMPARISONS, compare
-from harness.cli import main
-from harness.report import ReportSummary, build_report
-from harness.tracking.read import Suite, load_suite
+from harness.analysis.claims import compare
+from harness.cli.main import main
+from harness.report.page import ReportSummary, build_report
+from harness.suite.load import load_suite
+from harness.tracking.read import Results, load_results
 
 EXPERIMENT = "fer-study"
 T0 = 1_700_000_000_000
@@ -25,6 +26,8 @@ STUDY = (
     ("cnn_residual_balanced", "resnet", "balanced", "4", 0.356, 0.30, (0,)),
     ("resnext", "resnext", "natural", "5", 0.25, 0.36, (0, 1)),
 )
+
+STUDY_CLAIMS = load_suite(Path(__file__).resolve().parents[1] / "experiments.yaml").claims
 
 
 @dataclass(frozen=True)
@@ -78,13 +81,13 @@ def _log_eval_run(uri: str, start: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def suite(store: Store) -> Suite:
-    return load_suite(store.uri, EXPERIMENT)
+def suite(store: Store) -> Results:
+    return load_results(store.uri, EXPERIMENT)
 
 
 @pytest.fixture(scope="module")
 def report(store: Store) -> tuple[str, ReportSummary]:
-    summary = build_report(store.uri, EXPERIMENT, store.root / "out" / "index.html")
+    summary = build_report(store.uri, EXPERIMENT, store.root / "out" / "index.html", claims=STUDY_CLAIMS)
     return summary.out_path.read_text(encoding="utf-8"), summary
 
 
@@ -106,7 +109,7 @@ def _figures(section: str) -> list[dict]:
     return specs
 
 
-def test_one_run_per_experiment_and_seed_and_only_training_runs(suite: Suite, store: Store) -> None:
+def test_one_run_per_experiment_and_seed_and_only_training_runs(suite: Results, store: Store) -> None:
     assert {name: [run.seed for run in runs] for name, runs in suite.seed_runs.items()} == {
         name: list(seeds) for name, *_, seeds in STUDY
     }
@@ -118,8 +121,8 @@ def test_one_run_per_experiment_and_seed_and_only_training_runs(suite: Suite, st
     assert all(run.tags["harness.kind"] == "train" for run in suite.runs)
 
 
-def test_summary_states_mean_sd_and_interval(report: tuple[str, ReportSummary], suite: Suite) -> None:
-    from harness.stats import mean_interval
+def test_summary_states_mean_sd_and_interval(report: tuple[str, ReportSummary], suite: Results) -> None:
+    from harness.analysis.stats import mean_interval
 
     section = _section(report[0], "summary")
     values = [run.metric("final_val_accuracy") for run in suite.seed_runs["cnn_baseline"]]
@@ -137,9 +140,9 @@ def test_summary_states_mean_sd_and_interval(report: tuple[str, ReportSummary], 
 
 
 def test_claims_are_ruled_on_with_intervals_and_p_values(
-    report: tuple[str, ReportSummary], suite: Suite
+    report: tuple[str, ReportSummary], suite: Results
 ) -> None:
-    results = {result.comparison.key: result for result in (compare(c, suite.seed_runs) for c in STUDY_COMPARISONS)}
+    results = {result.comparison.key: result for result in (compare(c, suite.seed_runs) for c in STUDY_CLAIMS)}
     assert results["residual-vs-plain"].verdict == "reproduced"
     assert results["balanced-vs-imbalanced"].verdict == "not reproduced"
     assert results["resnext-vs-plain"].verdict == "reproduced"
@@ -181,7 +184,7 @@ def test_overfitting_view_draws_every_run(report: tuple[str, ReportSummary]) -> 
 
 
 def test_sweep_section_uses_the_latest_parent_run(
-    report: tuple[str, ReportSummary], suite: Suite, store: Store
+    report: tuple[str, ReportSummary], suite: Results, store: Store
 ) -> None:
     studies = {sweep.study: sweep for sweep in suite.sweeps}
     assert set(studies) == {"lr-search", "width-search"}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from harness.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,7 +23,7 @@ def test_every_experiment_runs_and_reports(tmp_path: Path) -> None:
 
     from mlflow import MlflowClient
 
-    from harness.spec import load_suite
+    from harness.suite.load import load_suite
 
     names = set(load_suite(config).experiments)
     client = MlflowClient(tracking_uri=uri)
@@ -44,7 +44,7 @@ def _assert_claims_are_ruled_on(html: str) -> None:
     """Each of the study's three claims: a difference, its interval, McNemar's p, a verdict."""
     import re
 
-    from harness.claims import STUDY_COMPARISONS
+    from harness.suite.load import load_suite
 
     start = html.index('id="claims"')
     claims = html[start : html.index("</section>", start)]
@@ -53,7 +53,8 @@ def _assert_claims_are_ruled_on(html: str) -> None:
         r"\(95% paired bootstrap over [\d,]+ validation images, 1 vs 1 seed\(s\)\), "
         r"McNemar p (=|&lt;) [01]\.\d+: (reproduced|not reproduced|inconclusive)\."
     )
-    study_claims = [c for c in STUDY_COMPARISONS if c.is_claim]
+    suite_claims = load_suite(Path(__file__).resolve().parents[1] / "experiments.yaml").claims
+    study_claims = [c for c in suite_claims if c.study_claim]
     assert len(study_claims) == 3
     for claim in study_claims:
         metric = "accuracy" if claim.metric == "accuracy" else "balanced accuracy"

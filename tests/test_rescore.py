@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-from harness.spec import load_suite
+from harness.cli.main import main
+from harness.suite.load import load_suite
 from tests.conftest import tiny_suite_text
 
 EXTRA = """
@@ -66,13 +66,13 @@ def test_an_eval_only_variant_rescores_the_weights_exactly_as_training_would(
     args = ["--config", str(suite), "--tracking-uri", uri]
     assert main(["run", "plain", *args]) == 0
 
-    import harness.train
+    import harness.runs.training
 
     def no_training(*_a: object, **_k: object) -> None:
         raise AssertionError("a re-scored run must not train")
 
     with monkeypatch.context() as patch:
-        patch.setattr(harness.train, "fit", no_training)
+        patch.setattr(harness.runs.training, "fit", no_training)
         capsys.readouterr()
         assert main(["run", "plain_flip", *args]) == 0
     captured = capsys.readouterr()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import SpecError
-from harness.spec import load_suite
+from harness.core.errors import SpecError
+from harness.suite.load import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRED = {

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from harness.stats import mcnemar_exact, mean_interval, paired_bootstrap, wilson_interval
+from harness.analysis.stats import mcnemar_exact, mean_interval, paired_bootstrap, wilson_interval
 
 
 def test_mean_interval_matches_the_t_formula() -> None:
@@ -107,7 +107,7 @@ def test_seeds_average_per_image() -> None:
 
 
 def test_single_model_intervals_cover_its_scores() -> None:
-    from harness.stats import bootstrap_scores
+    from harness.analysis.stats import bootstrap_scores
 
     rng = np.random.default_rng(4)
     y = np.repeat(np.arange(3), [300, 100, 50])
@@ -121,7 +121,7 @@ def test_single_model_intervals_cover_its_scores() -> None:
 
 def test_differences_and_p_values_are_written_one_way() -> None:
     """The report and `harness compare` share these: signed points, no "-0.0", p to 3 decimals."""
-    from harness.stats import Interval, bracket_text, p_text, pp_text
+    from harness.analysis.stats import Interval, bracket_text, p_text, pp_text
 
     assert pp_text(0.0123) == "+1.2"
     assert pp_text(-0.0004) == "+0.0"  # rounds to zero: never "-0.0"

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-from harness.errors import SpecError
-from harness.spec import load_suite
+from harness.cli.main import main
+from harness.core.errors import SpecError
+from harness.suite.load import load_suite
 from tests.conftest import tiny_suite_text
 
 # Two good trials, then one with a learning rate that blows the loss up: the median pruner
@@ -61,7 +61,7 @@ def _runs(suite: Path, kind: str) -> list:
 def _study(suite: Path):
     import optuna
 
-    from harness.sweep import open_storage
+    from harness.sweep.storage import open_storage
 
     return optuna.load_study(study_name="tiny.tiny", storage=open_storage(str(suite.parent / "optuna.journal")))
 

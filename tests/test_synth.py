@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harness.classes import AFFECTNET_CLASSES
+from harness.core.classes import AFFECTNET_CLASSES
+from harness.core.errors import DataError
 from harness.data import synth
-from harness.errors import DataError
 
 # AffectNet's header, spelled out here rather than imported so a change in synth.py is caught.
 AFFECTNET_HEADER = [

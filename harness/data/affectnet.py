@@ -14,9 +14,9 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from harness.classes import AFFECTNET_CLASSES
+from harness.core.classes import AFFECTNET_CLASSES
+from harness.core.errors import DataError
 from harness.data.records import ImageRecord, Listing
-from harness.errors import DataError
 
 COLUMNS = (
     "subDirectory_filePath",

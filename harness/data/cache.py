@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.core.locks import atomic_write_bytes, file_lock
+from harness.core.testhooks import pause_point
 from harness.data.records import ImageRecord
-from harness.locks import atomic_write_bytes, file_lock
-from harness.testhooks import pause_point
 
 # Bump when decoding/cropping/resizing changes, so old caches are not reused.
 PREPROCESS_VERSION = 2

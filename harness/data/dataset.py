@@ -9,13 +9,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.errors import DataError
+from harness.core.errors import DataError
+from harness.data.cache import Arrays, Preprocess, load_or_build
+from harness.data.duplicates import CANONICAL_PX, Dedupe, find_duplicates, hash_images, summary
+from harness.data.sources import SOURCES
+from harness.data.splits import carve_validation
+from harness.spec.schema import class_names
 
 if TYPE_CHECKING:
     from harness.data.cache import Arrays
     from harness.data.duplicates import Dedupe
     from harness.data.records import ImageRecord, Listing
-    from harness.spec import DataSpec
+    from harness.spec.schema import DataSpec
 
 # Reasons for skipping that mean an item is broken (not left out on purpose, nor a stray file).
 DAMAGE = frozenset({"unreadable", "missing_file", "unsafe_path", "bad_label", "row_missing_fields",
@@ -67,16 +72,11 @@ def load_dataset(
     A source without a validation split gets one carved from its training records (see
     `harness.data.splits`); its test split, if any, is left for a later evaluation.
     """
-    from harness.data.cache import Preprocess, load_or_build
-    from harness.data.sources import SOURCES
-    from harness.spec import class_names
 
     root = resolve_path(spec, project_root)
     listing = SOURCES.get(spec.source)(spec, root, class_names(spec))
     split_path = None
     if not listing.val and listing.train:
-        from harness.data.splits import carve_validation
-
         listing, split_path = carve_validation(
             listing, fraction=spec.val_fraction, seed=spec.split_seed, cache_dir=cache_dir
         )
@@ -153,9 +153,6 @@ def load_split(
     `harness run` trains and validates on, carved as it carves them when the source has no
     validation split; "all" is every listed image.
     """
-    from harness.data.cache import Preprocess, load_or_build
-    from harness.data.sources import SOURCES
-    from harness.spec import class_names
 
     root = resolve_path(spec, project_root)
     listing = SOURCES.get(spec.source)(spec, root, class_names(spec))
@@ -163,8 +160,6 @@ def load_split(
     if chosen not in EVAL_SPLITS:
         raise DataError(f"{root}: no split '{chosen}' (choose from {', '.join(EVAL_SPLITS)})")
     if chosen in ("train", "validation") and not listing.val and listing.train:
-        from harness.data.splits import carve_validation
-
         listing, _ = carve_validation(listing, fraction=spec.val_fraction, seed=spec.split_seed, cache_dir=cache_dir)
     key = {"validation": "val"}.get(chosen, chosen)
     records = {
@@ -254,7 +249,6 @@ def _drop_blank(
     Such images carry no face (FER2013 has 11 all-black training images); they are dropped
     after the cache, so the cache holds every decodable image whatever the setting.
     """
-    from harness.data.cache import Arrays
 
     kept, kept_names, blank = dict(arrays), dict(names), []
     for split, a in arrays.items():
@@ -285,8 +279,6 @@ def _canonical(
     image decodable or blank at one size only), the arrays themselves are hashed, as before, and
     the second value says which image and why (it goes into the run's duplicates.json).
     """
-    from harness.data.cache import Preprocess, load_or_build
-    from harness.data.duplicates import CANONICAL_PX
 
     own = {split: a.x for split, a in arrays.items()}
     if spec.image_size == CANONICAL_PX:
@@ -320,8 +312,6 @@ def _dedupe(
     """Find duplicates within training and across splits (hashing `hashed`, row for row with
     `arrays`); with "drop", remove from every other split the images that duplicate a training
     image. Training images are never removed."""
-    from harness.data.cache import Arrays
-    from harness.data.duplicates import Dedupe, find_duplicates, hash_images, summary
 
     hashes = {split: hash_images(hashed[split], a.y, class_names) for split, a in arrays.items()}
     others = {split: h for split, h in hashes.items() if split != "train"}

@@ -19,10 +19,10 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from harness.classes import FER2013_CLASSES
+from harness.core.classes import FER2013_CLASSES
+from harness.core.errors import DataError
 from harness.data.folder import list_folder
 from harness.data.records import ImageRecord, Listing
-from harness.errors import DataError
 
 # Where a dataset folder may hold the CSV: Kaggle's archive unpacks to fer2013/fer2013.csv.
 CSV_NAMES = ("fer2013.csv", "fer2013/fer2013.csv")

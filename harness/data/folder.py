@@ -20,9 +20,9 @@ from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
-from harness.classes import CLASS_SYNONYMS, canonical_class
+from harness.core.classes import CLASS_SYNONYMS, canonical_class
+from harness.core.errors import DataError
 from harness.data.records import ImageRecord, Listing
-from harness.errors import DataError
 
 # Split folder names (lower case) and the split each one is.
 SPLIT_FOLDERS = {

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from harness.registry import Registry
+from harness.core.registry import Registry
 
 # A sampler maps (labels, per_epoch, cap, rng) to the shuffled indices of one epoch.
 Sampler = Callable[[np.ndarray, int, int, np.random.Generator], np.ndarray]

@@ -11,11 +11,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.core.registry import Registry
+from harness.data.affectnet import list_affectnet
+from harness.data.fer2013 import list_fer2013
+from harness.data.folder import list_folder
 from harness.data.records import Listing
-from harness.registry import Registry
+from harness.data.synthetic import ensure_synthetic
 
 if TYPE_CHECKING:
-    from harness.spec import DataSpec
+    from harness.spec.schema import DataSpec
 
 SourceAdapter = Callable[["DataSpec", Path, tuple[str, ...]], Listing]
 SOURCES: Registry[SourceAdapter] = Registry("data source")
@@ -24,7 +28,6 @@ SOURCES: Registry[SourceAdapter] = Registry("data source")
 @SOURCES.register("affectnet")
 def affectnet(spec: DataSpec, root: Path, class_names: tuple[str, ...]) -> Listing:
     """A real AffectNet copy (or anything in its on-disk format)."""
-    from harness.data.affectnet import list_affectnet
 
     return list_affectnet(root, class_names, name="affectnet")
 
@@ -32,8 +35,6 @@ def affectnet(spec: DataSpec, root: Path, class_names: tuple[str, ...]) -> Listi
 @SOURCES.register("synthetic")
 def synthetic(spec: DataSpec, root: Path, class_names: tuple[str, ...]) -> Listing:
     """The embedded default: generated on first use in AffectNet's format, then read as AffectNet."""
-    from harness.data.affectnet import list_affectnet
-    from harness.data.synthetic import ensure_synthetic
 
     ensure_synthetic(root, seed=spec.synth_seed, scale=spec.synth_scale, val_per_class=spec.synth_val_per_class)
     return list_affectnet(root, class_names, name="synthetic-affectnet")
@@ -42,7 +43,6 @@ def synthetic(spec: DataSpec, root: Path, class_names: tuple[str, ...]) -> Listi
 @SOURCES.register("fer2013")
 def fer2013(spec: DataSpec, root: Path, class_names: tuple[str, ...]) -> Listing:
     """FER2013: its `fer2013.csv` (or a folder holding it), or its `train/<class>/` image folders."""
-    from harness.data.fer2013 import list_fer2013
 
     return list_fer2013(root, class_names)
 
@@ -50,6 +50,5 @@ def fer2013(spec: DataSpec, root: Path, class_names: tuple[str, ...]) -> Listing
 @SOURCES.register("folder")
 def folder(spec: DataSpec, root: Path, class_names: tuple[str, ...]) -> Listing:
     """Any `<root>/<class>/<image>` tree (or with train/, val/, test/ split folders)."""
-    from harness.data.folder import list_folder
 
     return list_folder(root, class_names)

@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from harness.core.errors import DataError
+from harness.core.locks import atomic_write_bytes
 from harness.data.records import ImageRecord, Listing
-from harness.errors import DataError
-from harness.locks import atomic_write_bytes
 
 # Bump when the carving method changes; saved splits of older versions are still honoured.
 SPLIT_VERSION = 1

@@ -30,9 +30,9 @@ import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 from tqdm import tqdm
 
-from harness.classes import AFFECTNET_CLASSES
+from harness.core.classes import AFFECTNET_CLASSES
+from harness.core.errors import DataError
 from harness.data.affectnet import COLUMNS
-from harness.errors import DataError
 
 GENERATOR_VERSION = "1"
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from harness.core.errors import DataError
+from harness.core.locks import file_lock
 from harness.data.affectnet import find_csv
-from harness.errors import DataError
-from harness.locks import file_lock
+from harness.data.synth import generate
 
 
 def ensure_synthetic(
@@ -22,7 +23,6 @@ def ensure_synthetic(
         if find_csv(root, "training.csv") and find_csv(root, "validation.csv"):
             _check_settings(root, seed=seed, scale=scale, val_per_class=val_per_class)
             return False
-        from harness.data.synth import generate
 
         generate(root, seed=seed, scale=scale, val_per_class=val_per_class, progress=progress)
         return True

@@ -14,8 +14,8 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from harness.errors import SpecError
-from harness.registry import Registry, did_you_mean
+from harness.core.errors import SpecError
+from harness.core.registry import Registry, did_you_mean
 
 Builder = Callable[..., Any]
 

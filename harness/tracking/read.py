@@ -7,21 +7,17 @@ over a half-finished study is still worth reading.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.errors import TrackingError
+from harness.core.errors import TrackingError, first_line
+from harness.tracking.fetch import RunArtifacts, artifacts_at, load_sweep_artifacts, store_errors
 
 if TYPE_CHECKING:
-    import numpy as np
     import pandas as pd
     from mlflow import MlflowClient
     from mlflow.entities import Run
@@ -39,53 +35,6 @@ EPOCH_METRICS: tuple[str, ...] = (
 TRAIN_KIND = "train"
 SWEEP_KIND = "sweep"
 RUN_STATUSES: tuple[str, ...] = ("FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED")
-
-# Artifact path -> keys its JSON must have; a file without them is reported as unreadable rather
-# than handed to the report half-formed.
-JSON_ARTIFACTS: dict[str, tuple[str, ...]] = {
-    "eval/confusion_matrix.json": ("labels", "counts"),
-    "eval/classification_report.json": (),
-    "data/class_counts.json": ("labels", "train"),
-    "data/examples.json": ("labels",),
-    "data/quality.json": (),
-}
-EXAMPLES_PNG = "data/examples.png"
-PREDICTIONS_CSV = "eval/predictions.csv"
-# A sweep's parent run (docs/DESIGN.md, "Sweeps"): JSON artifacts and the type each must have.
-SWEEP_ARTIFACTS: dict[str, type] = {
-    "optuna/trials.json": list,
-    "optuna/importances.json": dict,
-    "optuna/best_trial.json": dict,
-}
-
-
-@dataclass(frozen=True)
-class RunArtifacts:
-    """The JSON and image artifacts the report shows; None where the run lacks one."""
-
-    confusion_matrix: Mapping[str, Any] | None = None
-    classification_report: Mapping[str, Any] | None = None
-    class_counts: Mapping[str, Any] | None = None
-    examples_png: bytes | None = None
-    examples: Mapping[str, Any] | None = None
-    quality: Mapping[str, Any] | None = None  # skipped inputs by reason, duplicate counts
-    # Per validation image, in eval/predictions.csv order: true and predicted class indices.
-    predictions: Predictions | None = None
-    # One line per absent or unreadable artifact, e.g. "eval/confusion_matrix.json: not logged".
-    problems: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, eq=False)
-class Predictions:
-    """One run's per-image validation predictions (eval/predictions.csv), as index arrays."""
-
-    y_true: np.ndarray
-    y_pred: np.ndarray
-
-    @property
-    def correct(self) -> np.ndarray:
-        """Per image: whether the prediction was right."""
-        return self.y_true == self.y_pred
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,7 +104,7 @@ class SweepRecord:
 
 
 @dataclass(frozen=True)
-class Suite:
+class Results:
     """The runs a report covers: per experiment name and seed, the most recent finished run."""
 
     tracking_uri: str
@@ -180,7 +129,7 @@ class Suite:
         return self.experiment_id is not None
 
 
-def load_suite(tracking_uri: str, experiment_name: str, *, artifacts: bool = True) -> Suite:
+def load_results(tracking_uri: str, experiment_name: str, *, artifacts: bool = True) -> Results:
     """Load, per spec name, the newest FINISHED training run in MLflow experiment `experiment_name`.
 
     `artifacts=False` skips downloading artifacts (RunRecord.artifacts is then None; fetch them
@@ -189,7 +138,7 @@ def load_suite(tracking_uri: str, experiment_name: str, *, artifacts: bool = Tru
     store_file = _sqlite_file(tracking_uri)
     if store_file is not None and not store_file.exists():
         # Opening a missing sqlite store would create an empty one; a report must not do that.
-        return _missing_suite(
+        return _missing_results(
             tracking_uri, experiment_name, f"tracking store {store_file} does not exist"
         )
 
@@ -199,7 +148,7 @@ def load_suite(tracking_uri: str, experiment_name: str, *, artifacts: bool = Tru
         client = MlflowClient(tracking_uri=tracking_uri)
         experiment = client.get_experiment_by_name(experiment_name)
         if experiment is None or experiment.lifecycle_stage != "active":
-            return _missing_suite(
+            return _missing_results(
                 tracking_uri,
                 experiment_name,
                 f"experiment {experiment_name!r} does not exist in tracking store {tracking_uri}",
@@ -211,12 +160,12 @@ def load_suite(tracking_uri: str, experiment_name: str, *, artifacts: bool = Tru
             _sweep_record(client, run, with_artifacts=artifacts)
             for run in latest_sweep_runs(all_runs)
         )
-    except _store_errors() as exc:
-        raise TrackingError(f"{tracking_uri}: {_first_line(exc)}") from exc
+    except store_errors() as exc:
+        raise TrackingError(f"{tracking_uri}: {first_line(exc, with_type=False, limit=300)}") from exc
 
     seed_runs = _by_experiment(records)
     notes = () if records else (f"no finished runs for experiment {experiment_name!r}",)
-    return Suite(
+    return Results(
         tracking_uri=tracking_uri,
         experiment_name=experiment_name,
         experiment_id=experiment.experiment_id,
@@ -229,33 +178,6 @@ def load_suite(tracking_uri: str, experiment_name: str, *, artifacts: bool = Tru
     )
 
 
-def load_artifacts(tracking_uri: str, run_id: str) -> RunArtifacts:
-    """Download and parse one run's report artifacts (confusion matrix, counts, examples...)."""
-    from mlflow import MlflowClient
-
-    try:
-        artifact_uri = MlflowClient(tracking_uri=tracking_uri).get_run(run_id).info.artifact_uri
-        return _load_artifacts(artifact_uri, tracking_uri)
-    except _store_errors() as exc:
-        raise TrackingError(f"{tracking_uri}: run {run_id}: {_first_line(exc)}") from exc
-
-
-def load_predictions(tracking_uri: str, run_id: str) -> tuple[Predictions | None, str | None]:
-    """One run's eval/predictions.csv alone, or None and why it could not be read."""
-    from mlflow import MlflowClient
-    from mlflow.artifacts import download_artifacts
-
-    try:
-        artifact_uri = MlflowClient(tracking_uri=tracking_uri).get_run(run_id).info.artifact_uri
-        with tempfile.TemporaryDirectory(prefix="harness-predictions-") as tmp, quiet_downloads():
-            local = download_artifacts(
-                artifact_uri=f"{artifact_uri}/{PREDICTIONS_CSV}", dst_path=tmp, tracking_uri=tracking_uri
-            )
-            return _parse_predictions(Path(local))
-    except (*_store_errors(), OSError) as exc:
-        return None, _first_line(exc)
-
-
 def run_sort_key(run: RunRecord) -> tuple[float, str, str]:
     """Order runs by paper iteration (numerically where possible), then by name."""
     iteration = run.paper_iteration or ""
@@ -263,8 +185,8 @@ def run_sort_key(run: RunRecord) -> tuple[float, str, str]:
     return (number if number is not None else float("inf"), iteration, run.experiment)
 
 
-def _missing_suite(tracking_uri: str, experiment_name: str, note: str) -> Suite:
-    return Suite(
+def _missing_results(tracking_uri: str, experiment_name: str, note: str) -> Results:
+    return Results(
         tracking_uri=tracking_uri,
         experiment_name=experiment_name,
         experiment_id=None,
@@ -347,7 +269,7 @@ def _sweep_record(client: MlflowClient, run: Run, *, with_artifacts: bool) -> Sw
     loaded: dict[str, Any] = {}
     problems: list[str] = []
     if with_artifacts:
-        loaded, problems = _load_sweep_artifacts(run.info.artifact_uri, client.tracking_uri)
+        loaded, problems = load_sweep_artifacts(run.info.artifact_uri, client.tracking_uri)
     trials = loaded.get("optuna/trials.json") or []
     return SweepRecord(
         run_id=run.info.run_id,
@@ -366,39 +288,13 @@ def _sweep_record(client: MlflowClient, run: Run, *, with_artifacts: bool) -> Sw
     )
 
 
-def _load_sweep_artifacts(artifact_uri: str, tracking_uri: str) -> tuple[dict[str, Any], list[str]]:
-    from mlflow.artifacts import download_artifacts
-
-    present = _listed_files(artifact_uri, tracking_uri, {"optuna"})
-    loaded: dict[str, Any] = {}
-    problems: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="harness-sweep-") as tmp, quiet_downloads():
-        for path, expected in SWEEP_ARTIFACTS.items():
-            if path not in present:
-                problems.append(f"{path}: not logged")
-                continue
-            local = download_artifacts(
-                artifact_uri=f"{artifact_uri}/{path}", dst_path=tmp, tracking_uri=tracking_uri
-            )
-            try:
-                data = json.loads(Path(local).read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-                problems.append(f"{path}: unreadable ({type(exc).__name__})")
-                continue
-            if not isinstance(data, expected):
-                problems.append(f"{path}: not a JSON {expected.__name__}")
-                continue
-            loaded[path] = data
-    return loaded, problems
-
-
 def _experiment_name_of(run: Run) -> str:
     return run.data.tags.get("harness.experiment") or run.info.run_name or run.info.run_id
 
 
 def _run_record(client: MlflowClient, run: Run, *, with_artifacts: bool) -> RunRecord:
     info = run.info
-    artifacts = _load_artifacts(info.artifact_uri, client.tracking_uri) if with_artifacts else None
+    artifacts = artifacts_at(info.artifact_uri, client.tracking_uri) if with_artifacts else None
     return RunRecord(
         run_id=info.run_id,
         experiment=_experiment_name_of(run),
@@ -431,128 +327,6 @@ def _history(client: MlflowClient, run_id: str) -> pd.DataFrame:
     frame = pd.DataFrame(columns, columns=list(EPOCH_METRICS)).sort_index()
     frame.index = frame.index.astype("int64")
     return frame.rename_axis("epoch").reset_index()
-
-
-def _load_artifacts(artifact_uri: str, tracking_uri: str) -> RunArtifacts:
-    # Addressing files by the run's artifact URI, not by run id, skips a tracking-store lookup per
-    # file: MlflowClient.download_artifacts costs ~0.2 s a file on sqlite, this ~5 ms.
-    from mlflow.artifacts import download_artifacts
-
-    wanted = (*JSON_ARTIFACTS, EXAMPLES_PNG, PREDICTIONS_CSV)
-    present = _listed_files(artifact_uri, tracking_uri, {_folder(path) for path in wanted})
-    problems: list[str] = []
-    loaded: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="harness-report-") as tmp, quiet_downloads():
-        for path in wanted:
-            if path not in present:
-                problems.append(f"{path}: not logged")
-                continue
-            destination = Path(tmp, _folder(path))
-            destination.mkdir(exist_ok=True)
-            local = Path(
-                download_artifacts(
-                    artifact_uri=f"{artifact_uri}/{path}",
-                    dst_path=str(destination),
-                    tracking_uri=tracking_uri,
-                )
-            )
-            if path == EXAMPLES_PNG:
-                loaded[path] = local.read_bytes()
-                continue
-            if path == PREDICTIONS_CSV:
-                loaded[path], problem = _parse_predictions(local)
-                if problem:
-                    problems.append(f"{path}: {problem}")
-                continue
-            parsed, problem = _parse_json(local, JSON_ARTIFACTS[path])
-            loaded[path] = parsed
-            if problem:
-                problems.append(f"{path}: {problem}")
-    return RunArtifacts(
-        confusion_matrix=loaded.get("eval/confusion_matrix.json"),
-        classification_report=loaded.get("eval/classification_report.json"),
-        class_counts=loaded.get("data/class_counts.json"),
-        examples_png=loaded.get(EXAMPLES_PNG),
-        examples=loaded.get("data/examples.json"),
-        quality=loaded.get("data/quality.json"),
-        predictions=loaded.get(PREDICTIONS_CSV),
-        problems=tuple(problems),
-    )
-
-
-def _listed_files(artifact_uri: str, tracking_uri: str, folders: set[str]) -> set[str]:
-    """Paths ("folder/name") of the files directly inside the given artifact folders."""
-    from mlflow.artifacts import list_artifacts
-
-    found = set()
-    for folder in sorted(folders):
-        for info in list_artifacts(
-            artifact_uri=f"{artifact_uri}/{folder}", tracking_uri=tracking_uri
-        ):
-            # Stores differ in whether listed paths repeat the folder; keep only the file name.
-            if not info.is_dir:
-                found.add(f"{folder}/{PurePosixPath(info.path).name}")
-    return found
-
-
-def _folder(artifact_path: str) -> str:
-    return artifact_path.rsplit("/", 1)[0]
-
-
-def _parse_predictions(path: Path) -> tuple[Predictions | None, str | None]:
-    """eval/predictions.csv (index,y_true,y_pred) as arrays ordered by index."""
-    import numpy as np
-
-    try:
-        table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
-    except (OSError, ValueError) as exc:
-        return None, f"unreadable ({type(exc).__name__})"
-    if table.shape[1] != 3:
-        return None, "expected columns index,y_true,y_pred"
-    table = table[np.argsort(table[:, 0], kind="stable")]
-    return Predictions(y_true=table[:, 1], y_pred=table[:, 2]), None
-
-
-def _parse_json(path: Path, required: tuple[str, ...]) -> tuple[dict[str, Any] | None, str | None]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return None, f"unreadable ({type(exc).__name__})"
-    if not isinstance(data, dict):
-        return None, "not a JSON object"
-    missing = [key for key in required if key not in data]
-    if missing:
-        return None, f"lacks {', '.join(missing)}"
-    return data, None
-
-
-@contextmanager
-def quiet_downloads() -> Iterator[None]:
-    """Silence MLflow's per-download progress bar: a report fetches dozens of tiny files."""
-    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-    previous = os.environ.get(key)
-    os.environ[key] = "false"
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = previous
-
-
-def _store_errors() -> tuple[type[Exception], ...]:
-    """Exceptions meaning "the store cannot be used"; a corrupt sqlite file raises SQLAlchemy's."""
-    from mlflow.exceptions import MlflowException
-    from sqlalchemy.exc import SQLAlchemyError
-
-    return (MlflowException, SQLAlchemyError)
-
-
-def _first_line(exc: Exception, limit: int = 300) -> str:
-    text = str(exc).strip()
-    line = text.splitlines()[0] if text else type(exc).__name__
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _from_millis(millis: int) -> datetime:

@@ -13,26 +13,27 @@ more, then writes what the server missed to a recovery folder and says how to re
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError, TrackingError
-from harness.locks import file_lock
+from harness.core.errors import HarnessError, TrackingError, first_line
+from harness.core.locks import file_lock
+from harness.spec.schema import NAME_PATTERN
+from harness.tracking.bundle import write_bundle
+from harness.tracking.events import replay
+from harness.tracking.fetch import quiet_downloads
+from harness.tracking.logger import RunLogger
+from harness.tracking.read import epoch_values
 
 TAG = "harness."
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")  # MLflow run ids: uuid4 hex
 KIND_TRAIN = "train"
-# Epoch metrics reach the store at most this often (the first epoch at once): one sqlite commit
-# costs ~17 ms here, which for 2-second epochs would be ~1% of a run; `mlflow ui` lags <= 10 s.
-METRICS_INTERVAL_S = 10.0
 
 
 def default_tracking_uri(project_root: Path) -> str:
@@ -98,7 +99,6 @@ class Tracker:
 
     def training_record(self, run_id: str) -> tuple[dict[str, float], dict[str, dict[int, float]]]:
         """A finished run's final metrics, and each per-epoch metric's values by epoch."""
-        from harness.tracking.read import epoch_values
 
         try:
             metrics = dict(self.client.get_run(run_id).data.metrics)
@@ -161,7 +161,6 @@ class Tracker:
 
     def _keep_for_recovery(self, logger: RunLogger, run_name: str, tags: Mapping[str, str]) -> None:
         """The server went away mid-run: replay now if it is back, else save a recovery folder."""
-        from harness.tracking.recovery import replay, write_bundle
 
         try:
             replay(self.client, logger.run_id, logger.journal, only_unsent=True)
@@ -192,7 +191,6 @@ class Tracker:
                     "not a FINISHED training run"
                 )
             return run
-        from harness.spec import NAME_PATTERN
 
         # Experiment names never hold quotes, so the name is safe inside the filter string.
         if not NAME_PATTERN.match(run_ref):
@@ -211,10 +209,8 @@ class Tracker:
             raise TrackingError(f"{where}: no FINISHED training run of experiment '{run_ref}'")
         return runs[0]
 
-
     def download_for_eval(self, run_id: str, folder: Path) -> dict[str, Path]:
         """The run's files evaluation needs (the hashes only if logged), downloaded into `folder`."""
-        from harness.tracking.read import quiet_downloads
 
         required = ("spec.yaml", "data/class_counts.json", "model/weights.pt")
         files: dict[str, Path] = {}
@@ -235,94 +231,6 @@ class Tracker:
             self.client.set_terminated(run_id, status=status)
         except Exception:  # noqa: BLE001 - the original error matters more than this one
             pass
-
-
-class RunLogger:
-    """Writes to one open run, and keeps a journal of every call so a lost server loses nothing.
-
-    After the first failed call (`lost` says why) nothing more is sent: the rest of the run goes
-    to the journal only, and `Tracker.run` replays it or saves it for `harness recover`.
-    """
-
-    def __init__(self, client: Any, run_id: str, metrics_interval: float = METRICS_INTERVAL_S) -> None:
-        self.client = client
-        self.run_id = run_id
-        self.journal: list[dict[str, Any]] = []
-        self.lost: str | None = None
-        self.metrics_interval = metrics_interval
-        self._pending: list[dict[str, Any]] = []  # epoch metrics not sent yet (see log_epoch)
-        self._last_flush = float("-inf")
-
-    def log_params(self, params: Mapping[str, str]) -> None:
-        """All params in batches (MLflow takes at most 100 per call)."""
-        self._send({"kind": "params", "params": {k: str(v)[:6000] for k, v in params.items()}})
-
-    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
-        """Several metrics at one step in a single round trip."""
-        event = {"kind": "metrics", "metrics": {k: float(v) for k, v in metrics.items()}, "step": step}
-        self._send({**event, "timestamp": int(time.time() * 1000)})
-
-    def log_epoch(self, metrics: Mapping[str, float], step: int) -> None:
-        """One epoch's metrics, sent with any held back in one round trip, but at most once every
-        `metrics_interval` seconds (the first epoch at once): short epochs then cost one store
-        commit per interval, not one each. Any other call, and the run's end, sends them first."""
-        event = {"kind": "metrics", "metrics": {k: float(v) for k, v in metrics.items()}, "step": step}
-        self._pending.append({**event, "timestamp": int(time.time() * 1000)})
-        if time.monotonic() - self._last_flush >= self.metrics_interval:
-            self.flush()
-
-    def flush(self) -> None:
-        """Send the epoch metrics held back, if any, in one round trip."""
-        from harness.tracking.recovery import send_metrics
-
-        pending, self._pending = self._pending, []
-        if not pending:
-            return
-        self._last_flush = time.monotonic()
-        if self.lost is None:
-            try:
-                send_metrics(self.client, self.run_id, pending)
-            except Exception as exc:  # noqa: BLE001 - whatever the store's failure, keep the events
-                self.lost = first_line(exc)
-        for event in pending:
-            event["sent"] = self.lost is None
-            self.journal.append(event)
-
-    def set_tags(self, tags: Mapping[str, str]) -> None:
-        """Several tags in one round trip."""
-        self._send({"kind": "tags", "tags": {k: str(v) for k, v in tags.items()}})
-
-    def log_text(self, text: str, artifact_file: str) -> None:
-        """A text artifact (YAML, CSV, HTML)."""
-        self.log_bytes(text.encode("utf-8"), artifact_file)
-
-    def log_json(self, data: Any, artifact_file: str) -> None:
-        """A JSON artifact."""
-        self.log_text(json.dumps(data, indent=1), artifact_file)
-
-    def log_bytes(self, data: bytes, artifact_file: str) -> None:
-        """A binary artifact (PNG, model weights), written through a temporary file."""
-        self._send({"kind": "artifact", "path": artifact_file, "data": data})
-
-    def log_dataset(self, name: str, source: str, digest: str, context: str = "training") -> None:
-        """Record the dataset (name, location, digest) as the run's input, as mlflow.log_input does."""
-        self._send({"kind": "dataset", "name": name, "source": source, "digest": digest, "context": context})
-
-    def finish(self) -> None:
-        """End the run FINISHED."""
-        self._send({"kind": "end", "status": "FINISHED"})
-
-    def _send(self, event: dict[str, Any]) -> None:
-        from harness.tracking.recovery import send
-
-        self.flush()  # epoch metrics held back go first, so the journal keeps the order
-        if self.lost is None:
-            try:
-                send(self.client, self.run_id, event)
-            except Exception as exc:  # noqa: BLE001 - whatever the store's failure, keep the event
-                self.lost = first_line(exc)
-        event["sent"] = self.lost is None
-        self.journal.append(event)
 
 
 def _store_lock(tracking_uri: str) -> Any:
@@ -413,7 +321,3 @@ def _create_experiment(client: Any, tracking_uri: str, name: str) -> str:
         return experiment.experiment_id
 
 
-def first_line(exc: BaseException) -> str:
-    """An exception as one line: its type and the first line of its message."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
