@@ -208,3 +208,30 @@ def cmd_report(args: argparse.Namespace) -> int:
         echo(f"note: {warning}")
     echo(f"wrote {summary.out_path} ({summary.n_runs} runs, {summary.seconds:.1f} s)")
     return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """harness schema: the suite file's JSON Schema, and docs/config.md's field tables."""
+    from harness.suite.jsonschema import schema_text
+    from harness.suite.reference import docs_text
+
+    text = schema_text()
+    outputs = [(args.out, lambda current: text), (args.docs, docs_text)]
+    stale = []
+    for path, render in outputs:
+        if path is None:
+            continue
+        current = path.read_text(encoding="utf-8") if path.exists() else ""
+        wanted = render(current)
+        if current != wanted:
+            stale.append(str(path))
+            if not args.check:
+                path.write_text(wanted, encoding="utf-8")
+    if args.out is None and args.docs is None:
+        sys.stdout.write(text)
+    if args.check and stale:
+        echo(f"out of date: {', '.join(stale)} (run harness schema without --check)")
+        return 1
+    for path in stale:
+        echo(f"wrote {path}")
+    return 0

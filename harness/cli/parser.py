@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from harness.cli.commands import (
     cmd_compare,
@@ -13,6 +14,7 @@ from harness.cli.commands import (
     cmd_recover,
     cmd_report,
     cmd_run,
+    cmd_schema,
     cmd_synth,
 )
 from harness.cli.sweep import cmd_sweep
@@ -42,7 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_run, _add_eval, _add_compare, _add_sweep, _add_list, _add_data, _add_report, _add_recover, _add_schema):
+        add(sub)
+    return parser
 
+
+def _add_run(sub: Any) -> None:
+    """`harness run`."""
     run = sub.add_parser("run", help="train experiments from the suite file, tracked in MLflow")
     run.add_argument("names", nargs="*", metavar="NAME", help="experiments to run (default: all)")
     _add_common(run)
@@ -54,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cache-dir", type=Path, help="preprocessing cache (default: .cache/harness beside the suite file)")
     run.set_defaults(func=cmd_run)
 
+
+def _add_eval(sub: Any) -> None:
+    """`harness eval`."""
     ev = sub.add_parser("eval", help="score a logged model on another dataset or split, tracked in MLflow")
     ev.add_argument("--run", required=True, metavar="RUN_ID_OR_NAME", help="a training run id, or an experiment name (its newest FINISHED training run)")
     ev.add_argument("--data", required=True, metavar="KIND:PATH", help="the dataset to score on, e.g. fer2013:/data/fer2013 or folder:/data/faces (a bare PATH means affectnet)")
@@ -65,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--cache-dir", type=Path, help="preprocessing cache (default: .cache/harness beside the suite file)")
     ev.set_defaults(func=cmd_eval)
 
+
+def _add_compare(sub: Any) -> None:
+    """`harness compare`."""
     cmp = sub.add_parser("compare", help="pair two training runs on their validation images: B − A with a 95%% interval, McNemar's test")
     cmp.add_argument("run_a", metavar="A", help="the baseline: a training run id, or an experiment name (its newest FINISHED training run)")
     cmp.add_argument("run_b", metavar="B", help="the run compared with it, given the same way")
@@ -73,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--tracking-uri-b", metavar="URI", help="the store holding B, if another one (default: A's)")
     cmp.set_defaults(func=cmd_compare)
 
+
+def _add_sweep(sub: Any) -> None:
+    """`harness sweep`."""
     sw = sub.add_parser("sweep", help="tune an experiment with an Optuna study from the suite file")
     sw.add_argument("--study", required=True, help="a study under `studies:` in the suite file, e.g. residual")
     _add_common(sw)
@@ -86,10 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--retrain-best", action="store_true", help="train the best trial's spec as a normal tracked run named STUDY-best")
     sw.set_defaults(func=cmd_sweep)
 
+
+def _add_list(sub: Any) -> None:
+    """`harness list`."""
     lst = sub.add_parser("list", help="list the suite's experiments and studies")
     _add_common(lst)
     lst.set_defaults(func=cmd_list)
 
+
+def _add_data(sub: Any) -> None:
+    """`harness data`."""
     data = sub.add_parser("data", help="dataset commands")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     synth = data_sub.add_parser("synth", help="generate the embedded synthetic AffectNet-format dataset")
@@ -100,13 +123,27 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--val-per-class", type=int, help="validation images per class (default: the suite's)")
     synth.set_defaults(func=cmd_synth)
 
+
+def _add_report(sub: Any) -> None:
+    """`harness report`."""
     report = sub.add_parser("report", help="write the HTML report from the MLflow store (no retraining)")
     _add_common(report)
     report.add_argument("--out", type=Path, help="output file (default: reports/index.html beside the suite file)")
     report.set_defaults(func=cmd_report)
 
+
+def _add_recover(sub: Any) -> None:
+    """`harness recover`."""
     recover = sub.add_parser("recover", help="replay a run kept locally when the tracking server went away")
     recover.add_argument("folder", type=Path, metavar="FOLDER", help="the recovery folder named in the error message")
     recover.add_argument("--tracking-uri", help="replay into this store instead of the one the run was started on")
     recover.set_defaults(func=cmd_recover)
-    return parser
+
+
+def _add_schema(sub: Any) -> None:
+    """`harness schema`."""
+    schema = sub.add_parser("schema", help="write the suite file's JSON Schema (for editors), or the config reference")
+    schema.add_argument("--out", type=Path, help="write the schema here (default: print it)")
+    schema.add_argument("--docs", type=Path, metavar="MARKDOWN", help="rewrite the field tables of this page (docs/config.md)")
+    schema.add_argument("--check", action="store_true", help="write nothing; exit 1 if --out or --docs is out of date")
+    schema.set_defaults(func=cmd_schema)

@@ -25,12 +25,6 @@ CLASS_SETS: dict[str, tuple[str, ...]] = {
 }
 
 
-def affectnet_code_to_name(code: int) -> str:
-    """Map an AffectNet expression code (0..10) to its canonical class name."""
-    if not 0 <= code < len(AFFECTNET_CLASSES):
-        raise ValueError(f"expression code {code} is outside AffectNet's 0..10")
-    return AFFECTNET_CLASSES[code]
-
 # FER2013's emotion codes (0..6) in code order, with the harness's canonical names.
 FER2013_CLASSES: tuple[str, ...] = ("anger", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 

@@ -19,7 +19,6 @@ from pathlib import Path
 
 POINT_ENV = "HARNESS_TEST_PAUSE_AT"
 FILE_ENV = "HARNESS_TEST_PAUSE_FILE"
-POINTS = ("preprocessing", "training", "artifacts")
 # Long enough for any test to act; short enough that a forgotten pause cannot hang CI for long.
 MAX_PAUSE_S = 120.0
 _reached: dict[str, int] = {}  # occurrences of each point in this process

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import math
 import multiprocessing
@@ -32,6 +33,7 @@ from tqdm import tqdm
 
 from harness.core.classes import AFFECTNET_CLASSES
 from harness.core.errors import DataError
+from harness.core.locks import atomic_write_text
 from harness.data.affectnet import COLUMNS
 
 GENERATOR_VERSION = "1"
@@ -254,15 +256,15 @@ def generate(
         "val_counts": _by_name(counts["validation"]),
     }
     # SYNTH.json first marks the folder as ours, so an interrupted run can be redone here.
-    _write_atomic(root / "SYNTH.json", json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(root / "SYNTH.json", json.dumps(meta, indent=2) + "\n")
     tasks = [t for split in SPLITS for t in _split_tasks(seed, split, counts[split])]
     _make_subdirs(root, tasks)
     render = partial(_render_task, root=str(root), seed=seed, min_size=min_size, max_size=max_size)
     rows = _run_tasks(render, tasks, workers, progress)
     n_train = sum(counts["training"].values())
     # CSVs last: their presence is what marks the dataset complete.
-    _write_csv(root / "validation.csv", rows[n_train:])
-    _write_csv(root / "training.csv", rows[:n_train])
+    atomic_write_text(root / "validation.csv", csv_text(rows[n_train:]))
+    atomic_write_text(root / "training.csv", csv_text(rows[:n_train]))
     return SynthSummary(
         root=root,
         train_counts=meta["train_counts"],
@@ -347,21 +349,6 @@ def _collect(rows: Iterable[list[str]], bar: tqdm) -> list[list[str]]:
         collected.append(row)
         bar.update(1)
     return collected
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _write_csv(path: Path, rows: list[list[str]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(CSV_HEADER)
-        writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def _render_task(task: Task, *, root: str, seed: int, min_size: int, max_size: int) -> list[str]:
@@ -1228,3 +1215,12 @@ def iter_examples(
         # Tag 9 keeps previews apart from the splits (0, 1), whose images they never repeat.
         rng = np.random.default_rng(np.random.SeedSequence([seed, 9, code, i]))
         yield render_example(rng, code, min_size, max_size)
+
+
+def csv_text(rows: list[list[str]]) -> str:
+    """AffectNet's CSV (header row, then `rows`) as text, one '\\n'-ended line a row."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_HEADER)
+    writer.writerows(rows)
+    return out.getvalue()

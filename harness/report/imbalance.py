@@ -31,7 +31,7 @@ IMBALANCE_TAG = "imbalance"
 
 
 # Sampler names that mean "draw the data as it comes"; such a run is the baseline of its pair.
-NATURAL_SAMPLERS = frozenset({"natural", "none", "shuffle", "random", "default"})
+NATURAL_SAMPLERS = frozenset({"natural"})
 
 
 # Top-level spec keys that name or describe a run rather than configure it: two runs may differ

@@ -7,8 +7,6 @@ a confusion matrix) is said on the page and returned as a warning; the page is a
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.core.locks import atomic_write_text
 from harness.report.architecture import architecture_section
 from harness.report.beyond import beyond_section
 from harness.report.claims import claims_section
@@ -80,7 +79,7 @@ def build_report(
     generated = datetime.now(UTC)
     sections = _sections(suite, generated, claims, references)
     warnings = [*suite.notes, *(warning for section in sections for warning in section.warnings)]
-    _write_atomically(out_path, _page(suite, sections, warnings, generated))
+    atomic_write_text(out_path, _page(suite, sections, warnings, generated))
     return ReportSummary(
         out_path=out_path,
         n_runs=len(suite.runs),
@@ -160,22 +159,6 @@ def _notes_html(warnings: list[str]) -> str:
         return ""
     items = "".join(f"<li>{esc(warning)}</li>" for warning in warnings)
     return f'<aside id="notes" class="missing"><h2>What is missing</h2><ul>{items}</ul></aside>'
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder so a reader never sees half a page."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-    )
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide the report from other users
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 _CSS = """

@@ -54,16 +54,7 @@ def log_artifacts(
 
     if data.duplicates is not None:
         _log_duplicates(log, data.duplicates)
-    confusion = ev.confusion_dict()
-    log.log_json(confusion, "eval/confusion_matrix.json")
-    log.log_text(confusion_csv(confusion), "eval/confusion_matrix.csv")
-    figure = confusion_heatmap(
-        confusion["labels"], confusion["counts"], confusion["normalized"],
-        f"{spec.name}: confusion matrix (validation split, row-normalised)",
-    )
-    log.log_text(figure.to_html(include_plotlyjs=True, full_html=True), "eval/confusion_matrix.html")
-    log.log_json(ev.report, "eval/classification_report.json")
-    log.log_text(_predictions_csv(data.y_val, y_pred), "eval/predictions.csv")
+    log_scores(log, ev, data.y_val, y_pred, f"{spec.name}: confusion matrix (validation split, row-normalised)")
     log.log_json(
         {
             "labels": list(data.class_names),
@@ -98,9 +89,33 @@ def _log_duplicates(log: RunLogger, dedupe: Dedupe) -> None:
     log.log_bytes(buffer.getvalue(), "data/train_hashes.npz")
 
 
-def _predictions_csv(y_true: np.ndarray, y_pred: np.ndarray) -> str:
-    rows = ["index,y_true,y_pred"] + [f"{i},{t},{p}" for i, (t, p) in enumerate(zip(y_true, y_pred, strict=True))]
-    return "\n".join(rows) + "\n"
+def log_scores(
+    log: RunLogger, ev: Evaluation, y_true: np.ndarray, y_pred: np.ndarray, title: str,
+    names: Sequence[str] | None = None,
+) -> None:  # fmt: skip
+    """The scores of one evaluation: the confusion matrix (JSON, CSV, interactive HTML), the
+    per-class report and the per-image predictions (with each image's file, when `names`)."""
+    confusion = ev.confusion_dict()
+    log.log_json(confusion, "eval/confusion_matrix.json")
+    log.log_text(confusion_csv(confusion), "eval/confusion_matrix.csv")
+    figure = confusion_heatmap(confusion["labels"], confusion["counts"], confusion["normalized"], title)
+    log.log_text(figure.to_html(include_plotlyjs=True, full_html=True), "eval/confusion_matrix.html")
+    log.log_json(ev.report, "eval/classification_report.json")
+    log.log_text(predictions_csv(y_true, y_pred, names), "eval/predictions.csv")
+
+
+def predictions_csv(y_true: np.ndarray, y_pred: np.ndarray, names: Sequence[str] | None = None) -> str:
+    """index,y_true,y_pred (class indices), then the image's file when `names` are given."""
+    out = io.StringIO()
+    out.write("index,y_true,y_pred" + (",image" if names is not None else "") + "\n")
+    for i, (t, p) in enumerate(zip(y_true, y_pred, strict=True)):
+        if names is None:
+            out.write(f"{i},{t},{p}\n")
+            continue
+        name = names[i]
+        quoted = '"' + name.replace('"', '""') + '"' if ("," in name or '"' in name) else name
+        out.write(f"{i},{t},{p},{quoted}\n")
+    return out.getvalue()
 
 
 def examples_grid(

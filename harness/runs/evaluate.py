@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import io
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -12,16 +11,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harness.analysis.figures import confusion_heatmap
 from harness.core.errors import HarnessError, SpecError
 from harness.data.dataset import load_split
 from harness.data.duplicates import find_duplicates, hash_images, summary
+from harness.data.sources import SOURCES
 from harness.models.build import rebuild_model
+from harness.runs.artifacts import log_scores
 from harness.runs.provenance import code_version
 from harness.runs.trained import TrainedModel, load_trained, with_tta
 from harness.spec.schema import DataSpec
+from harness.suite.validate import unknown
 from harness.train.device import resolve_device, to_tensor, use_channels_last
-from harness.train.metrics import confusion_csv, evaluate
+from harness.train.metrics import evaluate
 from harness.train.scoring import predict
 
 if TYPE_CHECKING:
@@ -149,10 +150,13 @@ def eval_data_spec(trained: DataSpec, data: Mapping[str, Any], dedupe: str | Non
     if dedupe is not None:
         values["dedupe"] = dedupe
     try:
-        return DataSpec.model_validate(values)
+        spec = DataSpec.model_validate(values)
     except ValidationError as exc:
         err = exc.errors()[0]
         raise SpecError(f"--data: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    if spec.source not in SOURCES:
+        raise SpecError(f"--data: {unknown(SOURCES, spec.source)}")
+    return spec
 
 
 def predict_shared(model: torch.nn.Module, x: np.ndarray, columns: list[int], spec: ExperimentSpec) -> np.ndarray:
@@ -232,38 +236,9 @@ def _log(
     data_spec: DataSpec,
 ) -> str:
     """A new eval run in the suite's experiment: metrics, tags and the confusion artifacts."""
-
     classes, keep = scored.classes, scored.keep
-    dedupe = data_spec.dedupe
-    if dedupe != "none" and trained.train_hashes is None:
-        dedupe = "unavailable: the training run logged no data/train_hashes.npz"
-    tags = {
-        "harness.kind": KIND_EVAL,
-        "harness.trained_by": trained.run_id,
-        "harness.experiment": trained.experiment,
-        "harness.git_commit": code_version(project_root),
-        "harness.eval_dataset": images.name,
-        "harness.eval_dataset_path": str(images.root),
-        "harness.eval_dataset_digest": images.digest,
-        "harness.eval_split": images.split,
-        "harness.eval_classes": ",".join(classes.shared),
-        # Named in both directions: the data's classes the model cannot predict (their images
-        # are not scored), and the model's classes the data lacks (their outputs are masked).
-        "harness.classes_not_in_model": ",".join(classes.not_in_model),
-        "harness.classes_not_in_data": ",".join(classes.not_in_data),
-        "harness.dedupe": dedupe,
-    }
-    params = {
-        "eval.source": data_spec.source,
-        "eval.path": str(images.root),
-        "eval.split": images.split,
-        "eval.dedupe": data_spec.dedupe,
-        "eval.dedupe_distance": str(data_spec.dedupe_distance),
-        "data.image_size": str(data_spec.image_size),
-        "data.channels": str(data_spec.channels),
-        "model.name": trained.spec.model.name,
-        "eval.tta": trained.spec.train.tta,
-    }
+    tags = _eval_tags(project_root, trained, images, classes, data_spec)
+    params = _eval_params(trained, images, data_spec)
     name = f"{trained.experiment}@{images.name}:{images.split}"
     with tracker.run(name, tags, params) as log:
         log.log_dataset(images.name, str(images.root), images.digest, context="evaluation")
@@ -285,19 +260,52 @@ def _log(
         return log.run_id
 
 
-def _log_artifacts(log: RunLogger, trained: TrainedModel, images: Split, scored: Scored) -> None:
-    """The confusion matrix (JSON, CSV, HTML), classification report, predictions and class match."""
+def _eval_tags(
+    project_root: Path, trained: TrainedModel, images: Split, classes: ClassMatch, data_spec: DataSpec
+) -> dict[str, str]:
+    """What an eval run scored, and against which training run (docs/design.md, "Evaluation runs")."""
+    dedupe = data_spec.dedupe
+    if dedupe != "none" and trained.train_hashes is None:
+        dedupe = "unavailable: the training run logged no data/train_hashes.npz"
+    return {
+        "harness.kind": KIND_EVAL,
+        "harness.trained_by": trained.run_id,
+        "harness.experiment": trained.experiment,
+        "harness.git_commit": code_version(project_root),
+        "harness.eval_dataset": images.name,
+        "harness.eval_dataset_path": str(images.root),
+        "harness.eval_dataset_digest": images.digest,
+        "harness.eval_split": images.split,
+        "harness.eval_classes": ",".join(classes.shared),
+        # Named in both directions: the data's classes the model cannot predict (their images
+        # are not scored), and the model's classes the data lacks (their outputs are masked).
+        "harness.classes_not_in_model": ",".join(classes.not_in_model),
+        "harness.classes_not_in_data": ",".join(classes.not_in_data),
+        "harness.dedupe": dedupe,
+    }
 
+
+def _eval_params(trained: TrainedModel, images: Split, data_spec: DataSpec) -> dict[str, str]:
+    """How the images were prepared and scored."""
+    return {
+        "eval.source": data_spec.source,
+        "eval.path": str(images.root),
+        "eval.split": images.split,
+        "eval.dedupe": data_spec.dedupe,
+        "eval.dedupe_distance": str(data_spec.dedupe_distance),
+        "data.image_size": str(data_spec.image_size),
+        "data.channels": str(data_spec.channels),
+        "model.name": trained.spec.model.name,
+        "eval.tta": trained.spec.train.tta,
+    }
+
+
+def _log_artifacts(log: RunLogger, trained: TrainedModel, images: Split, scored: Scored) -> None:
+    """The scores (runs.artifacts.log_scores, each image's file named) and the class match."""
     classes, keep = scored.classes, scored.keep
-    confusion = scored.evaluation.confusion_dict()
-    log.log_json(confusion, "eval/confusion_matrix.json")
-    log.log_text(confusion_csv(confusion), "eval/confusion_matrix.csv")
     title = f"{trained.experiment} on {images.name} ({images.split} split, shared classes, row-normalised)"
-    figure = confusion_heatmap(confusion["labels"], confusion["counts"], confusion["normalized"], title)
-    log.log_text(figure.to_html(include_plotlyjs=True, full_html=True), "eval/confusion_matrix.html")
-    log.log_json(scored.evaluation.report, "eval/classification_report.json")
     names = [n for n, k in zip(images.names, keep, strict=True) if k]
-    log.log_text(_predictions_csv(scored.y_true, scored.y_pred, names), "eval/predictions.csv")
+    log_scores(log, scored.evaluation, scored.y_true, scored.y_pred, title, names)
     log.log_json(
         {
             "model_classes": list(trained.class_names),
@@ -313,11 +321,3 @@ def _log_artifacts(log: RunLogger, trained: TrainedModel, images: Split, scored:
     )
 
 
-def _predictions_csv(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -> str:
-    """index,y_true,y_pred (indices into the scored classes), then the image's file."""
-    out = io.StringIO()
-    out.write("index,y_true,y_pred,image\n")
-    for i, (t, p, name) in enumerate(zip(y_true, y_pred, names, strict=True)):
-        quoted = '"' + name.replace('"', '""') + '"' if ("," in name or '"' in name) else name
-        out.write(f"{i},{t},{p},{quoted}\n")
-    return out.getvalue()

@@ -56,107 +56,112 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _f(default: Any, why: str, **constraints: Any) -> Any:
+    """A field with its default and the reason for it (shown in docs/config.md and editors)."""
+    return Field(default, description=why, **constraints)
+
+
 class DataSpec(_Strict):
     """Where images come from and how they are preprocessed."""
 
-    source: str = "synthetic"
-    # Relative paths resolve against the project root (the suite file's folder).
-    path: str = "data/synthetic-affectnet"
-    classes: Literal["all11", "expressions8", "basic7"] = "all11"
-    image_size: int = Field(32, ge=8, le=512)
-    channels: Literal[1, 3] = 3
-    whitening: Literal["none", "zca"] = "none"
-    # Sources without a validation split (image folders, a CSV without PublicTest) hold out this
-    # fraction of each class's training images: seeded, stratified, and saved under the cache
-    # folder (splits/<key>.json) so it stays fixed across runs. 10% keeps ~2,900 FER2013 faces.
-    val_fraction: float = Field(0.1, gt=0, le=0.5)
-    split_seed: int = 0
-    # Drop images whose pixels all share one value (FER2013 has 11 all-black training faces);
-    # those dropped are counted as `blank_image` in the run's data/quality.json.
-    drop_blank: bool = True
-    # Duplicate hygiene (harness.data.duplicates): "report" counts exact (pixel-identical after
-    # preprocessing) and near (perceptual-hash) duplicates within training and across splits;
-    # "drop" also removes from validation every image that duplicates a training image, so the
-    # score is not inflated by memorised copies. Training images are never removed.
-    dedupe: Literal["none", "report", "drop"] = "report"
-    # Near duplicates: pHash Hamming distance at most this. 4 bits kept only true copies on
-    # FER2013 (re-encoded, shifted, re-cropped); 6 already pairs look-alike strangers.
-    dedupe_distance: int = Field(4, ge=0, le=32)
-    # Only for source `synthetic`: how the embedded default dataset is generated.
-    synth_seed: int = 0
-    synth_scale: float = Field(0.02, gt=0, le=1)
-    synth_val_per_class: int = Field(100, ge=1)
-
+    source: str = _f("synthetic", "the dataset adapter: synthetic (the embedded default, generated "
+                     "on first use), affectnet, fer2013 or folder; plugins add more")
+    path: str = _f("data/synthetic-affectnet", "the dataset's folder or file; relative paths "
+                   "resolve against the suite file's folder")
+    classes: Literal["all11", "expressions8", "basic7"] = _f(
+        "all11", "AffectNet's 11 categories (the study's), its 8 expressions, or the 7 basic ones; "
+        "a source with fewer classes keeps those it has")
+    image_size: int = _f(32, "faces are cropped and resized to this side (the study used 32)", ge=8, le=512)
+    channels: Literal[1, 3] = _f(3, "3 (RGB, grey replicated) as in the study, or 1 (grey, FER2013's own)")
+    whitening: Literal["none", "zca"] = _f(
+        "none", "the model's first layer: per-channel standardisation, or ZCA whitening fitted on "
+        "the training images (the study's future work)")
+    val_fraction: float = _f(
+        0.1, "sources without a validation split hold out this fraction of each class's training "
+        "images: seeded, stratified, saved under the cache folder so it stays fixed (10% keeps "
+        "~2,900 FER2013 faces)", gt=0, le=0.5)
+    split_seed: int = _f(0, "the seed of that held-out split")
+    drop_blank: bool = _f(True, "drop images whose pixels all share one value (FER2013 has 11 "
+                          "all-black faces); counted as blank_image in data/quality.json")
+    dedupe: Literal["none", "report", "drop"] = _f(
+        "report", "duplicates: report counts exact and near copies within training and across "
+        "splits; drop also removes from validation every copy of a training image, so a score is "
+        "not inflated by memorised faces (training images are never removed)")
+    dedupe_distance: int = _f(4, "near copies: perceptual-hash Hamming distance at most this; 4 "
+                              "kept only true copies on FER2013, 6 pairs look-alike strangers", ge=0, le=32)
+    synth_seed: int = _f(0, "source synthetic only: the generator's seed")
+    synth_scale: float = _f(0.02, "source synthetic only: the fraction of AffectNet's training counts "
+                            "(2% = ~8,300 images with AffectNet's imbalance)", gt=0, le=1)
+    synth_val_per_class: int = _f(100, "source synthetic only: validation images per class "
+                                  "(balanced, like AffectNet's)", ge=1)
 
 
 class SamplerSpec(_Strict):
     """Which training images each epoch visits."""
 
-    name: str = "natural"
-    per_epoch: int = Field(5000, ge=1)  # the study drew 5,000 images per epoch
-    cap: int = Field(5000, ge=1)  # the study's balanced runs: at most 5,000 per class
-    class_weighted_loss: bool = False
-
+    name: str = _f("natural", "natural (every image as it comes) or balanced (at most `cap` a "
+                   "class, the study's best); plugins add more")
+    per_epoch: int = _f(5000, "images drawn per epoch (the study drew 5,000; a number above the "
+                        "training set's size means one full pass)", ge=1)
+    cap: int = _f(5000, "balanced: at most this many images of a class per epoch (the study's 5,000)", ge=1)
+    class_weighted_loss: bool = _f(False, "weight the loss by inverse class frequency instead of "
+                                   "(or as well as) resampling")
 
 
 class ModelSpec(_Strict):
     """A registered model and its fully resolved parameters (defaults filled in)."""
 
-    name: str = "cnn"
-    params: dict[str, Any] = Field(default_factory=dict)
+    name: str = _f("cnn", "a registered model (docs/models.md); its builder's keyword parameters "
+                   "are this section's other keys")
+    params: dict[str, Any] = Field(default_factory=dict, description="the builder's parameters")
 
 
 class TrainSpec(_Strict):
     """Optimisation settings; the defaults are the study's (Adam, batch 128)."""
 
-    epochs: int = Field(15, ge=1)
-    batch_size: int = Field(128, ge=1)
-    eval_batch_size: int = Field(512, ge=1)
-    optimizer: str = "adam"
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    # "auto" takes bf16 autocast where the hardware computes bf16 natively (CUDA, or CPUs with
-    # AVX512-BF16/AMX): ~2x faster there. On CPUs without it bf16 is emulated and ~5x slower.
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    # "auto": NHWC only together with bf16, so the study's fp32 runs keep their layout (and numbers).
-    # In fp32 on this AVX2 CPU NHWC measured 1.2-1.35x faster for the study's CNNs at 32-48 px
-    # (beyond.yaml sets true); it had measured ~2x slower for other models before.
-    channels_last: bool | Literal["auto"] = "auto"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    seed: int = 0
-    # Repeated seeds: `harness run` trains seed, seed+1, ..., seed+seeds-1, one tracked run each.
-    # Not part of what one run trains, so it stays out of the spec hash (see training_dict).
-    seeds: int = Field(1, ge=1, le=100)
-
-    # The modern recipe's ingredients (issue "beyond the study"); the defaults are the study's.
-    # Cross-entropy against targets smoothed by this much (Szegedy et al., 2016); 0 = hard labels.
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
-    # Learning rate per step: "constant" (the study's), "onecycle" (OneCycleLR) or "cosine"
-    # (linear warm-up, then cosine to 0); see harness.augment.lr_scheduler.
-    schedule: Literal["constant", "onecycle", "cosine"] = "constant"
-    # Fraction of all steps spent warming up (onecycle: 0 means PyTorch's 0.3).
-    warmup: float = Field(0.0, ge=0, lt=1)
-    # Decay of an exponential moving average of the weights, which is then what is evaluated and
-    # saved (0 = off; 0.999 is usual for a few thousand steps).
-    ema: float = Field(0.0, ge=0, lt=1)
-    # Test-time augmentation at evaluation: "flip" averages the softmax of each image and its mirror;
-    # "crops" the ten-crop average: the whole image and its four corner crops of 90% of the side
-    # (resampled to the input size), each with its mirror (see harness.augment.tta_views).
-    tta: Literal["none", "flip", "crops"] = "none"
-
+    epochs: int = _f(15, "passes of `sampler.per_epoch` images (the study trained ~15)", ge=1)
+    batch_size: int = _f(128, "training batch (the study's)", ge=1)
+    eval_batch_size: int = _f(512, "evaluation batch: larger is faster and changes no result", ge=1)
+    optimizer: str = _f("adam", "adam (the study's), adamw (decoupled weight decay) or sgd "
+                        "(Nesterov momentum 0.9)")
+    lr: float = _f(1e-3, "learning rate (Keras' Adam default, which the study used); the peak "
+                   "of a schedule", gt=0)
+    weight_decay: float = _f(0.0, "L2 penalty (adam, sgd) or decoupled decay (adamw)", ge=0)
+    precision: Literal["auto", "fp32", "bf16"] = _f(
+        "auto", "auto takes bf16 autocast where the hardware computes it natively (CUDA, CPUs with "
+        "AVX512-BF16/AMX: ~2x faster), fp32 elsewhere (emulated bf16 is 5-15x slower)")
+    channels_last: bool | Literal["auto"] = _f(
+        "auto", "NHWC memory layout; auto = exactly when bf16 is on, so fp32 runs keep the "
+        "study's layout and numbers")
+    device: Literal["auto", "cpu", "cuda"] = _f("auto", "auto picks CUDA when available")
+    seed: int = _f(0, "seeds weights, sampling and augmentation: the same seed on the CPU gives "
+                   "the same run bit for bit")
+    seeds: int = _f(1, "`harness run` trains seed, seed+1, ..., one tracked run each; not part of "
+                    "what one run trains, so not in the spec hash", ge=1, le=100)
+    label_smoothing: float = _f(0.0, "cross-entropy against targets smoothed by this much "
+                                "(Szegedy et al., 2016); 0 = hard labels", ge=0, lt=1)
+    schedule: Literal["constant", "onecycle", "cosine"] = _f(
+        "constant", "learning rate per step: constant (the study's), onecycle (PyTorch's "
+        "OneCycleLR) or cosine (linear warm-up, then cosine to 0)")
+    warmup: float = _f(0.0, "fraction of all steps spent warming up (onecycle: 0 means PyTorch's 0.3)", ge=0, lt=1)
+    ema: float = _f(0.0, "decay of an exponential moving average of the weights, which is then "
+                    "what is evaluated and saved (0 = off; 0.999 suits a few thousand steps)", ge=0, lt=1)
+    tta: Literal["none", "flip", "crops"] = _f(
+        "none", "test-time augmentation: flip averages each image's softmax with its mirror's; "
+        "crops over ten views (the whole image and its four 90% corner crops, each mirrored)")
 
 
 class AugmentSpec(_Strict):
-    """Batched on-device training augmentation (harness.augment); all off by default, as in the study."""
+    """Batched on-device training augmentation (harness.train.augment); all off by default, as in the study."""
 
-    # Random resized crop: the crop's side as a fraction of the image's side, drawn uniformly from
-    # [low, high], anywhere inside the image, resized back to the full size. [1, 1] = no crop.
-    crop: tuple[float, float] = (1.0, 1.0)
-    flip: bool = False  # horizontal flip, half of the images
-    rotate: float = Field(0.0, ge=0, le=180)  # rotation, uniform in ± this many degrees
-    erasing: float = Field(0.0, ge=0, le=1)  # random erasing: probability per image
-    mixup: float = Field(0.0, ge=0)  # mixup's Beta(alpha, alpha); 0 = off
-    cutmix: float = Field(0.0, ge=0)  # cutmix's Beta(alpha, alpha); 0 = off
+    crop: tuple[float, float] = _f(
+        (1.0, 1.0), "random resized crop: the crop's side as a fraction of the image's, uniform in "
+        "[low, high], anywhere inside, resized back; [1, 1] = no crop")
+    flip: bool = _f(False, "horizontal flip of half the images")
+    rotate: float = _f(0.0, "rotation, uniform in ± this many degrees", ge=0, le=180)
+    erasing: float = _f(0.0, "random erasing: probability per image", ge=0, le=1)
+    mixup: float = _f(0.0, "mixup's Beta(alpha, alpha); 0 = off", ge=0)
+    cutmix: float = _f(0.0, "cutmix's Beta(alpha, alpha); 0 = off", ge=0)
 
     @field_validator("crop")
     @classmethod
@@ -171,13 +176,15 @@ class ExperimentSpec(_Strict):
     """One fully resolved experiment: everything needed to train and track it."""
 
     name: str
-    description: str = Field(min_length=1)
-    paper_val_accuracy: float | None = Field(None, ge=0, le=1)
-    iteration: int | str | None = None
-    tags: tuple[str, ...] = ()
-    # A rung of an ablation ladder (0 = its starting point; each rung adds one ingredient to the
-    # one before): the report's "beyond the study" section plots the rungs in this order.
-    ladder: int | None = Field(None, ge=0)
+    description: str = Field(min_length=1, description="one line: what this experiment is (required)")
+    paper_val_accuracy: float | None = _f(None, "the validation accuracy the paper reported, if it "
+                                          "did: the report sets ours beside it", ge=0, le=1)
+    iteration: int | str | None = _f(None, "the paper's iteration this reproduces (a number, or a "
+                                     "word such as 'future')")
+    tags: tuple[str, ...] = _f((), "the report's comparison groups this belongs to: imbalance, "
+                               "architecture, residual, resnext, normalisation, activation, beyond")
+    ladder: int | None = _f(None, "its rung on an ablation ladder (0 = the starting point; each "
+                            "rung adds one ingredient to the one before)", ge=0)
     data: DataSpec = DataSpec()
     sampler: SamplerSpec = SamplerSpec()
     model: ModelSpec = ModelSpec()

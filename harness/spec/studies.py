@@ -98,18 +98,27 @@ class StudySpec(_Strict):
     """A resolved study: its base experiment spec, objective and search space."""
 
     name: str
-    description: str = ""
-    experiment: str
-    objective: Literal["val_accuracy", "val_balanced_accuracy", "val_macro_f1", "val_loss"] = (
-        "val_balanced_accuracy"  # AffectNet's validation set is balanced: this is what it rewards
+    description: str = Field("", description="one line: what the study tunes")
+    experiment: str = Field(description="the base: each trial is this experiment plus one point of the space")
+    objective: Literal["val_accuracy", "val_balanced_accuracy", "val_macro_f1", "val_loss"] = Field(
+        "val_balanced_accuracy",  # AffectNet's validation set is balanced: this is what it rewards
+        description="an epoch metric on the validation split, reported every epoch so weak trials are pruned",
     )
-    direction: Literal["maximize", "minimize"] | None = None
-    sampler: SamplerChoice = SamplerChoice()
-    pruner: PrunerChoice = PrunerChoice()
-    trials: int = Field(20, ge=1)
-    base: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    enqueue: tuple[dict[str, Any], ...] = ()
-    space: dict[str, Param]
+    direction: Literal["maximize", "minimize"] | None = Field(
+        None, description="default: minimize for val_loss, else maximize"
+    )
+    sampler: SamplerChoice = Field(SamplerChoice(), description="Optuna's sampler: {name: tpe|random, seed, n_startup_trials}")
+    pruner: PrunerChoice = Field(
+        PrunerChoice(), description="when to stop a weak trial: {name: median|hyperband|none, ...}"
+    )
+    trials: int = Field(20, ge=1, description="the study's default budget (--trials overrides)")
+    base: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="sections merged into the base experiment for every trial"
+    )
+    enqueue: tuple[dict[str, Any], ...] = Field((), description="trials to run first, e.g. the paper's settings")
+    space: dict[str, Param] = Field(
+        description="section.field -> {type: int|float|categorical, low, high, step, log, choices}"
+    )
 
     @field_validator("space")
     @classmethod

@@ -105,14 +105,15 @@ def load_suite(
     if not experiments:
         problems.add("experiments", "the suite lists no experiments")
     layers = _profile_layers(doc.get("profiles"), profile, experiments, problems)
-    problems.check()
+    if not experiments or layers is None:
+        problems.check()  # nothing to resolve
     origins: Where = override_origins or "command line"
     resolved = {}
     for exp_name in experiments:
         raw = resolve_experiment(exp_name, experiments, defaults, problems)
         if raw is None:
             continue
-        for layer, where in [*layers.get(exp_name, []), (overrides or {}, origins)]:
+        for layer, where in [*(layers or {}).get(exp_name, []), (overrides or {}, origins)]:
             raw = merge_layers(raw, layer, where)
         spec = validate_experiment(exp_name, raw, problems, f"experiments.{exp_name}")
         if spec is not None:
@@ -134,8 +135,9 @@ def _suite_name(name: Any, problems: Problems) -> str:
 
 def _profile_layers(
     raw: Any, chosen: str | None, experiments: Mapping[str, Any], problems: Problems
-) -> dict[str, list[tuple[dict[str, Any], str]]]:
-    """Every profile checked; the chosen one's layers per experiment, with their key paths.
+) -> dict[str, list[tuple[dict[str, Any], str]]] | None:
+    """Every profile checked; the chosen one's layers per experiment, with their key paths
+    (None when the chosen profile does not exist).
 
     A profile that is not chosen is still read section by section (keys, types, names), so a
     typo in it is found before the day it is used.
@@ -166,4 +168,5 @@ def _profile_layers(
                 chosen_layers[exp_name].append(per_experiment[exp_name])
     if chosen is not None and chosen not in profiles:
         problems.add("", f"no profile '{chosen}'{did_you_mean(chosen, list(profiles))}")
+        return None
     return chosen_layers

@@ -46,6 +46,10 @@ def validate_experiment(name: str, resolved: Resolved, problems: Problems, where
     fields = {k: v for k, v in resolved.raw.items() if k != "model"}
     if isinstance(fields.get("tags"), list):
         fields["tags"] = tuple(fields["tags"])
+    for section, key, registry in NAMED:
+        value = (resolved.raw.get(section) or {}).get(key)
+        if value is not None and (not isinstance(value, str) or value not in registry):
+            problems.add(resolved.origin((section, key), where), unknown(registry, value))
     try:
         spec = ExperimentSpec(name=name, model=ModelSpec(name=str(model_name), params=params or {}), **fields)
     except ValidationError as exc:
@@ -55,10 +59,6 @@ def validate_experiment(name: str, resolved: Resolved, problems: Problems, where
     except TypeError as exc:  # a non-string key
         problems.add(where, str(exc))
         return None
-    for section, key, registry in NAMED:
-        value = getattr(getattr(spec, section), key)
-        if value not in registry:
-            problems.add(resolved.origin((section, key), where), unknown(registry, value))
     if problems.count > found:
         return None
     try:
