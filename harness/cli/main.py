@@ -39,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in getattr(exc, "problems", None) or (str(exc),):
             print(f"harness: error: {problem}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`harness list | head`): nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         if args.debug:
             raise

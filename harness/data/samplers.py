@@ -10,7 +10,7 @@ from harness.core.registry import Registry
 
 # A sampler maps (labels, per_epoch, cap, rng) to the shuffled indices of one epoch.
 Sampler = Callable[[np.ndarray, int, int, np.random.Generator], np.ndarray]
-SAMPLERS: Registry[Sampler] = Registry("sampler")
+SAMPLERS: Registry[Sampler] = Registry("sampler", plugins="fer_harness.samplers")
 
 
 @SAMPLERS.register("natural")

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from harness.spec.schema import DataSpec
 
 SourceAdapter = Callable[["DataSpec", Path, tuple[str, ...]], Listing]
-SOURCES: Registry[SourceAdapter] = Registry("data source")
+SOURCES: Registry[SourceAdapter] = Registry("data source", plugins="fer_harness.sources")
 
 
 @SOURCES.register("affectnet")

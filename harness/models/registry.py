@@ -23,13 +23,15 @@ Builder = Callable[..., Any]
 _POSITIONAL = ("num_classes", "in_channels", "image_size")
 
 # The one name → builder map. It is filled at import time by the @register_model decorators in the
-# family modules and never changes afterwards, so it is a constant rather than hidden run state.
-_MODELS: Registry[Builder] = Registry("model")
+# family modules, and by installed plugins' `fer_harness.models` entry points on first use; it
+# never changes afterwards, so it is a constant rather than hidden run state.
+_MODELS: Registry[Builder] = Registry(
+    "model", plugins="fer_harness.models", check=lambda _name, builder: _check_signature(builder)
+)
 
 
 def register_model(builder: Builder) -> Builder:
     """Register `builder` under its function name; a malformed signature fails at import time."""
-    _check_signature(builder)
     return _MODELS.register(builder.__name__)(builder)
 
 

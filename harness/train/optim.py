@@ -8,7 +8,7 @@ from typing import Any
 from harness.core.registry import Registry
 
 OptimizerBuilder = Callable[[Iterable[Any], float, float], Any]
-OPTIMIZERS: Registry[OptimizerBuilder] = Registry("optimizer")
+OPTIMIZERS: Registry[OptimizerBuilder] = Registry("optimizer", plugins="fer_harness.optimizers")
 
 
 @OPTIMIZERS.register("adam")
