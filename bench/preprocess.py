@@ -183,7 +183,7 @@ def affectnet_records(root: Path, scale: float) -> tuple[list[ImageRecord], dict
     """Generate an AffectNet-format dataset of large images under `root`; its training records."""
     from harness.core.classes import CLASS_SETS
     from harness.data.affectnet import list_affectnet
-    from harness.data.synth import generate
+    from harness.data.synth.generator import generate
 
     low, high = AFFECTNET_SIZES
     summary = generate(root, seed=0, scale=scale, val_per_class=0, min_size=low, max_size=high)

@@ -397,7 +397,7 @@ def measure_pipeline(
     suite: Suite, suite_data_root: Path, cache_dir: Path, sizes: Sizes, device: str, tmp: Path
 ) -> tuple[dict, dict]:
     """1b on the suite's own images and on AffectNet-sized ones generated for this run."""
-    from harness.data.synth import generate
+    from harness.data.synth.generator import generate
 
     keys, details = measure_pipeline_input("suite", suite, suite_data_root, cache_dir, sizes, device)
     large = tmp / "affectnet-large"

@@ -14,9 +14,9 @@ from PIL import Image
 
 from harness.core.classes import AFFECTNET_CLASSES
 from harness.core.errors import DataError
-from harness.data import synth
+from harness.data.synth import example, generator, knobs
 
-# AffectNet's header, spelled out here rather than imported so a change in synth.py is caught.
+# AffectNet's header, spelled out here rather than imported so a change in the generator is caught.
 AFFECTNET_HEADER = [
     "subDirectory_filePath",
     "face_x",
@@ -32,8 +32,8 @@ SCALE = 0.0005  # ~330 training images: every class present, fast to render
 VAL_PER_CLASS = 3
 
 
-def _generate(root: Path, seed: int = 3, workers: int = 1) -> synth.SynthSummary:
-    return synth.generate(
+def _generate(root: Path, seed: int = 3, workers: int = 1) -> generator.SynthSummary:
+    return generator.generate(
         root, seed=seed, scale=SCALE, val_per_class=VAL_PER_CLASS, workers=workers
     )
 
@@ -52,11 +52,11 @@ def _file_digests(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> synth.SynthSummary:
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> generator.SynthSummary:
     return _generate(tmp_path_factory.mktemp("synth") / "affectnet")
 
 
-def test_csvs_have_affectnets_header_and_nine_columns(dataset: synth.SynthSummary) -> None:
+def test_csvs_have_affectnets_header_and_nine_columns(dataset: generator.SynthSummary) -> None:
     for split in ("training", "validation"):
         with open(dataset.root / f"{split}.csv", newline="") as fh:
             rows = list(csv.reader(fh))
@@ -66,7 +66,7 @@ def test_csvs_have_affectnets_header_and_nine_columns(dataset: synth.SynthSummar
 
 
 def test_every_row_points_at_a_decodable_image_with_landmarks_and_box_inside(
-    dataset: synth.SynthSummary,
+    dataset: generator.SynthSummary,
 ) -> None:
     images = dataset.root / "Manually_Annotated_Images"
     for split in ("training", "validation"):
@@ -90,9 +90,9 @@ def test_every_row_points_at_a_decodable_image_with_landmarks_and_box_inside(
 
 
 def test_training_counts_follow_the_scale_and_validation_is_balanced(
-    dataset: synth.SynthSummary,
+    dataset: generator.SynthSummary,
 ) -> None:
-    expected = synth.train_counts(SCALE)
+    expected = generator.train_counts(SCALE)
     train = np.bincount(
         [int(r["expression"]) for r in _rows(dataset.root, "training")], minlength=11
     )
@@ -106,7 +106,7 @@ def test_training_counts_follow_the_scale_and_validation_is_balanced(
 
 
 def test_default_scale_keeps_affectnets_imbalance() -> None:
-    counts = synth.train_counts(0.02)
+    counts = generator.train_counts(0.02)
     by_name = {AFFECTNET_CLASSES[c]: n for c, n in counts.items()}
     order = [
         "happy",
@@ -125,10 +125,10 @@ def test_default_scale_keeps_affectnets_imbalance() -> None:
     assert 8000 <= sum(counts.values()) <= 8600
     assert 30 <= by_name["happy"] / by_name["disgust"] <= 40
     # Tiny scales keep every class trainable.
-    assert min(synth.train_counts(1e-6).values()) == synth.MIN_TRAIN_PER_CLASS
+    assert min(generator.train_counts(1e-6).values()) == knobs.MIN_TRAIN_PER_CLASS
 
 
-def test_valence_and_arousal_follow_affectnets_conventions(dataset: synth.SynthSummary) -> None:
+def test_valence_and_arousal_follow_affectnets_conventions(dataset: generator.SynthSummary) -> None:
     rows = _rows(dataset.root, "training") + _rows(dataset.root, "validation")
     mean_valence = {}
     for code in range(11):
@@ -142,23 +142,23 @@ def test_valence_and_arousal_follow_affectnets_conventions(dataset: synth.SynthS
     assert mean_valence[1] > 0.2 > -0.2 > mean_valence[2]  # happy is pleasant, sad is not
 
 
-def test_synth_json_records_the_settings(dataset: synth.SynthSummary) -> None:
+def test_synth_json_records_the_settings(dataset: generator.SynthSummary) -> None:
     meta = json.loads((dataset.root / "SYNTH.json").read_text())
     assert meta["seed"] == 3 and meta["scale"] == SCALE and meta["val_per_class"] == VAL_PER_CLASS
-    assert meta["version"] == synth.GENERATOR_VERSION
+    assert meta["version"] == knobs.GENERATOR_VERSION
     assert meta["train_counts"] == dataset.train_counts
     assert not list(dataset.root.glob("*.tmp"))
 
 
 def test_same_seed_gives_identical_bytes_whatever_the_worker_count(
-    dataset: synth.SynthSummary, tmp_path: Path
+    dataset: generator.SynthSummary, tmp_path: Path
 ) -> None:
     again = _generate(tmp_path / "again", workers=2)
     assert _file_digests(again.root) == _file_digests(dataset.root)
 
 
 def test_regenerating_with_another_seed_replaces_everything(
-    dataset: synth.SynthSummary, tmp_path: Path
+    dataset: generator.SynthSummary, tmp_path: Path
 ) -> None:
     root = tmp_path / "copy"
     shutil.copytree(dataset.root, root)
@@ -180,7 +180,7 @@ def test_refuses_to_write_over_a_folder_it_did_not_make(tmp_path: Path) -> None:
     foreign.mkdir()
     (foreign / "training.csv").write_text("x\n")
     with pytest.raises(DataError, match="SYNTH.json"):
-        synth.generate(foreign, scale=1e-6, val_per_class=1, workers=1)
+        generator.generate(foreign, scale=1e-6, val_per_class=1, workers=1)
     assert (foreign / "training.csv").read_text() == "x\n"
 
 
@@ -190,7 +190,7 @@ def test_refuses_to_write_over_a_folder_it_did_not_make(tmp_path: Path) -> None:
 )
 def test_bad_settings_are_data_errors(tmp_path: Path, kwargs: dict, message: str) -> None:
     with pytest.raises(DataError, match=message):
-        synth.generate(tmp_path / "ds", **kwargs)
+        generator.generate(tmp_path / "ds", **kwargs)
 
 
 def _face_frame(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -204,7 +204,7 @@ def _face_frame(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
 def _expression_measures(code: int, n: int = 30) -> dict[str, float]:
     """Mean mouth opening, mouth-corner lift and brow height of `n` faces, in eye distances."""
     opening, corner_lift, brow_height = [], [], []
-    for _, xy, _, _, _ in synth.iter_examples(seed=11, code=code, n=n):
+    for _, xy, _, _, _ in example.iter_examples(seed=11, code=code, n=n):
         right, up, eyes = _face_frame(xy)
         opening.append(np.linalg.norm(xy[66] - xy[62]) / eyes)
         lip_centre = (xy[62] + xy[66]) / 2

@@ -8,7 +8,7 @@ from pathlib import Path
 from harness.core.errors import DataError
 from harness.core.locks import file_lock
 from harness.data.affectnet import find_csv
-from harness.data.synth import generate
+from harness.data.synth.generator import generate
 
 
 def ensure_synthetic(
