@@ -132,7 +132,6 @@ def _baseline_first(run: RunRecord) -> tuple[int, tuple[float, str, str]]:
 def _sampler_group_html(
     group: list[RunRecord], seed_runs: Mapping[str, Sequence[RunRecord]]
 ) -> tuple[str, list[str]]:
-    import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     names = " vs ".join(run.experiment for run in group)
@@ -149,30 +148,8 @@ def _sampler_group_html(
             "Training images per class: available vs drawn per epoch",
         ),
     )
-    for run in group:
-        recall = _per_class_recall(run)
-        if recall is None:
-            warnings.append(
-                f"run {run.experiment} has no classification report or confusion matrix"
-            )
-            continue
-        labels, values = recall
-        bounds = None
-        estimate = recall_intervals(seed_runs.get(run.experiment) or (run,))
-        if estimate is not None and estimate[0] == labels:
-            _, values, bounds = estimate  # the mean over seeds, with its interval
-        fig.add_trace(
-            go.Bar(
-                x=[esc(label) for label in labels],
-                y=rounded(values),
-                name=f"recall: {esc(run.experiment)} ({esc(_sampler_name(run))})",
-                marker_color=colours[run.run_id],
-                error_y=error_bars(values, bounds),
-                hovertemplate="%{x}: recall %{y:.1%}<extra>" + esc(run.experiment) + "</extra>",
-            ),
-            row=1,
-            col=1,
-        )
+    for trace in _recall_traces(group, colours, seed_runs, warnings):
+        fig.add_trace(trace, row=1, col=1)
     for trace in _class_count_traces(group, colours):
         fig.add_trace(trace, row=2, col=1)
     if not any(run.artifacts and run.artifacts.class_counts for run in group):
@@ -191,6 +168,37 @@ def _sampler_group_html(
     formatters["Δ balanced accuracy vs first"] = points_text
     table = table_html([_pair_row(run, group[0]) for run in group], formatters)
     return f'<div class="block">{figure_html(fig, height=780)}{table}</div>', warnings
+
+
+def _recall_traces(
+    group: list[RunRecord], colours: dict[str, str], seed_runs: Mapping[str, Sequence[RunRecord]],
+    warnings: list[str],
+) -> list[go.Bar]:  # fmt: skip
+    """Per-class recall bars, one trace per run (the mean over its seeds, with 95% intervals)."""
+    import plotly.graph_objects as go
+
+    traces = []
+    for run in group:
+        recall = _per_class_recall(run)
+        if recall is None:
+            warnings.append(f"run {run.experiment} has no classification report or confusion matrix")
+            continue
+        labels, values = recall
+        bounds = None
+        estimate = recall_intervals(seed_runs.get(run.experiment) or (run,))
+        if estimate is not None and estimate[0] == labels:
+            _, values, bounds = estimate  # the mean over seeds, with its interval
+        traces.append(
+            go.Bar(
+                x=[esc(label) for label in labels],
+                y=rounded(values),
+                name=f"recall: {esc(run.experiment)} ({esc(_sampler_name(run))})",
+                marker_color=colours[run.run_id],
+                error_y=error_bars(values, bounds),
+                hovertemplate="%{x}: recall %{y:.1%}<extra>" + esc(run.experiment) + "</extra>",
+            )
+        )
+    return traces
 
 
 def _class_count_traces(group: list[RunRecord], colours: dict[str, str]) -> list[go.Bar]:

@@ -44,39 +44,7 @@ def run_trial(
         ctx.echo(f"  trial {trial.number} FAILED: {exc}")
         return "FAIL"
     outcome: dict[str, Any] = {"pruned": False}
-
-    def stop(stats: Any) -> bool:
-        value = stats.metrics()[spec.objective]
-        if not math.isfinite(value):
-            outcome["pruned"] = True  # a diverged trial: nothing to learn from more epochs
-            return True
-        trial.report(value, stats.epoch)
-        outcome["pruned"] = trial.should_prune()
-        if outcome["pruned"]:
-            ctx.echo(f"  pruned after epoch {stats.epoch}: {spec.objective} {value:.4f}")
-        return outcome["pruned"]
-
-    def before_end(log: RunLogger, result: Any) -> None:
-        value = result.history[-1].metrics()[spec.objective]
-        outcome["value"] = value
-        log.log_metrics({"objective": value, "epochs_run": len(result.history)})
-        log.set_tags({"harness.trial_state": "PRUNED" if outcome["pruned"] else "COMPLETE"})
-
-    hooks = RunHooks(
-        kind="trial",
-        run_name=name,
-        tags={
-            "mlflow.parentRunId": parent,
-            "harness.study": spec.name,
-            "harness.optuna_study": study.study_name,
-            "harness.trial_number": str(trial.number),
-            "harness.trial_state": "RUNNING",
-            "harness.objective": spec.objective,
-        },
-        stop=stop,
-        before_end=before_end,
-        started=lambda log: trial.set_user_attr(ATTR_RUN, log.run_id),
-    )
+    hooks = _trial_hooks(trial, study, spec, name, parent, outcome, ctx)
     started = time.perf_counter()
     try:
         with heartbeat(study, trial):
@@ -105,6 +73,47 @@ def run_trial(
     study.tell(trial, outcome["value"])
     ctx.echo(f"  trial {trial.number} COMPLETE: {spec.objective} {outcome['value']:.4f} ({seconds:.0f} s)")
     return "COMPLETE"
+
+
+def _trial_hooks(
+    trial: optuna.Trial, study: optuna.Study, spec: StudySpec, name: str, parent: str, outcome: dict[str, Any],
+    ctx: RunContext,
+) -> RunHooks:  # fmt: skip
+    """How a trial adapts the training run: nested under the sweep, reporting and pruning each
+    epoch, and recording its objective in `outcome` before the run ends."""
+
+    def stop(stats: Any) -> bool:
+        value = stats.metrics()[spec.objective]
+        if not math.isfinite(value):
+            outcome["pruned"] = True  # a diverged trial: nothing to learn from more epochs
+            return True
+        trial.report(value, stats.epoch)
+        outcome["pruned"] = trial.should_prune()
+        if outcome["pruned"]:
+            ctx.echo(f"  pruned after epoch {stats.epoch}: {spec.objective} {value:.4f}")
+        return outcome["pruned"]
+
+    def before_end(log: RunLogger, result: Any) -> None:
+        value = result.history[-1].metrics()[spec.objective]
+        outcome["value"] = value
+        log.log_metrics({"objective": value, "epochs_run": len(result.history)})
+        log.set_tags({"harness.trial_state": "PRUNED" if outcome["pruned"] else "COMPLETE"})
+
+    return RunHooks(
+        kind="trial",
+        run_name=name,
+        tags={
+            "mlflow.parentRunId": parent,
+            "harness.study": spec.name,
+            "harness.optuna_study": study.study_name,
+            "harness.trial_number": str(trial.number),
+            "harness.trial_state": "RUNNING",
+            "harness.objective": spec.objective,
+        },
+        stop=stop,
+        before_end=before_end,
+        started=lambda log: trial.set_user_attr(ATTR_RUN, log.run_id),
+    )
 
 
 def _fail_and_requeue(study: optuna.Study, trial: optuna.Trial) -> None:
