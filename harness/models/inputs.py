@@ -73,7 +73,9 @@ def zca_layer(mean: np.ndarray, w: np.ndarray) -> torch.nn.Module:
             # a dynamic batch dimension.
             flat = x.flatten(1) - self.mean
             # Whitening in fp32 even under autocast: the transform is ill-conditioned by design.
-            with torch.autocast(device_type=x.device.type, enabled=False):
+            # (a meta tensor, when FLOPs are counted, has no autocast of its own)
+            kind = x.device.type if x.device.type in ("cpu", "cuda") else "cpu"
+            with torch.autocast(device_type=kind, enabled=False):
                 out = flat.float() @ self.w
             return out.reshape(x.shape).contiguous(
                 memory_format=torch.channels_last

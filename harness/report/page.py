@@ -18,6 +18,7 @@ from harness.core.locks import atomic_write_text
 from harness.report.architecture import architecture_section
 from harness.report.beyond import beyond_section
 from harness.report.claims import claims_section
+from harness.report.compute import compute_section
 from harness.report.confusion import confusion_section
 from harness.report.curves import learning_curves_section
 from harness.report.dataset import data_quality_section, examples_section
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 # (anchor, heading) of every section, in page order; the table of contents is built from this.
 SECTIONS: tuple[tuple[str, str], ...] = (
     ("summary", "Summary: headline metrics over seeds"),
+    ("compute", "Accuracy against training compute"),
     ("claims", "The study's claims, tested"),
     ("paper", "Paper vs reproduced"),
     ("learning-curves", "Learning curves (paper Figures 1–2)"),
@@ -95,6 +97,7 @@ def _sections(
     table = headlines(suite)  # shared by the summary and the paper table
     return [
         summary_section(suite, table),
+        compute_section(suite),
         claims_section(suite, claims),
         paper_section(suite, table),
         learning_curves_section(runs),

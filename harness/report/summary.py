@@ -68,6 +68,8 @@ def _summary_row(
         row[label] = headline_cell(table.get((run.experiment, key)) or headline(seeds, key))
     row["Parameters"] = run.metric("n_parameters")
     row["Training time (mean)"] = _mean_metric(seeds, "train_seconds")
+    tflop = _mean_metric(seeds, "train_tflop")
+    row["Train TFLOP (mean)"] = f"{tflop:.3g}" if tflop is not None else None
     row["Comparisons"] = ", ".join(run.comparisons)
     return row
 

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from harness.tracking.logger import RunLogger
     from harness.tracking.write import Tracker
-    from harness.train.loop import EpochStats, FitResult
+    from harness.train.history import EpochStats
+    from harness.train.loop import FitResult
 
 
 Echo = Callable[[str], None]

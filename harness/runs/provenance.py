@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.tracking.write import KIND_TRAIN
+from harness.train.device import machine
 
 if TYPE_CHECKING:
     from harness.data.dataset import Dataset
@@ -54,12 +55,14 @@ def describing_tags(spec: ExperimentSpec) -> dict[str, str]:
 
 
 def run_tags(suite: Suite, spec: ExperimentSpec, data: Dataset, key: str, root: Path) -> dict[str, str]:
+    """Every tag a training run carries (docs/design.md): its identity, data, code and origin."""
+    commit = code_version(root)
     tags = {
         "harness.experiment": spec.name,
         "harness.spec_hash": spec.spec_hash(),
         "harness.run_key": key,
         "harness.weights_key": weights_key(spec, data),
-        "harness.git_commit": code_version(root),
+        "harness.git_commit": commit,
         "harness.dataset": data.name,
         "harness.dataset_digest": data.digest,
         "harness.eval_split": "validation",
@@ -68,6 +71,26 @@ def run_tags(suite: Suite, spec: ExperimentSpec, data: Dataset, key: str, root: 
         "harness.suite_file": str(suite.path),
     }
     tags.update(describing_tags(spec))
+    tags.update(source_tags(suite.path, commit))
     if suite.profile:
         tags["harness.profile"] = suite.profile
     return tags
+
+
+def source_tags(suite_file: Path, commit: str) -> dict[str, str]:
+    """MLflow's own source tags, which `mlflow ui` shows as the run's Source and Version."""
+    import getpass
+
+    tags = {"mlflow.source.type": "LOCAL", "mlflow.source.name": f"harness ({suite_file.name})"}
+    if commit != "unknown":
+        tags["mlflow.source.git.commit"] = commit.removesuffix("-dirty")
+    try:
+        tags["mlflow.user"] = getpass.getuser()
+    except (KeyError, OSError):  # no user name in a bare container
+        pass
+    return tags
+
+
+def machine_tags(device: str) -> dict[str, str]:
+    """The machine a run trained on, as harness.* tags (a time is read beside them)."""
+    return {f"harness.{key}": value for key, value in machine(device).items()}

@@ -14,8 +14,9 @@ from harness.core.errors import TrackingError, first_line
 from harness.models.build import rebuild_model
 from harness.runs.artifacts import final_scores, log_artifacts, log_inputs
 from harness.runs.context import RunContext, RunHooks, RunOutcome
-from harness.runs.provenance import run_tags
+from harness.runs.provenance import machine_tags, run_tags
 from harness.train.device import resolve_device, resolve_precision, to_tensor, use_channels_last
+from harness.train.flops import count_flops
 from harness.train.metrics import evaluate
 from harness.train.scoring import predict
 
@@ -29,7 +30,10 @@ if TYPE_CHECKING:
 
 
 # What a re-scored run takes over from the run that trained its weights: the cost of training them.
-TRAINING_METRICS = ("final_train_accuracy", "n_parameters", "train_seconds", "train_images_per_second")
+TRAINING_METRICS = (
+    "final_train_accuracy", "n_parameters", "train_seconds", "train_images_per_second", "epochs_run",
+    "train_tflop", "train_gflop_per_s", "gflop_per_train_image",
+)  # fmt: skip
 
 
 def rescore_and_log(
@@ -59,6 +63,7 @@ def rescore_and_log(
     tags = {
         **run_tags(suite, spec, data, key, ctx.project_root),
         "harness.device": device,
+        **machine_tags(device),
         "harness.precision": resolve_precision(spec.train.precision, device),
         "harness.kind": hooks.kind,
         **hooks.tags,
@@ -75,7 +80,9 @@ def rescore_and_log(
         scores |= {"val_balanced_accuracy": ev.balanced_accuracy, "val_macro_f1": ev.macro_f1}
         log.log_epoch(scores, step=last)
         taken = {name: final[name] for name in TRAINING_METRICS if name in final}
-        log.log_metrics({**final_scores(ev, data), **taken, "rescore_seconds": seconds})
+        flops = count_flops(model, spec.data.channels, spec.data.image_size, spec.train.tta)
+        scoring = {"rescore_seconds": seconds, "eval_tflop": flops.eval_tflop(len(data.y_val))}
+        log.log_metrics({**final_scores(ev, data), **taken, **scoring})
         log_artifacts(log, spec, data, ev, y_pred, sampled, model)
     ctx.echo(f"  done: val accuracy {ev.accuracy:.3f}, balanced {ev.balanced_accuracy:.3f}, macro-F1 {ev.macro_f1:.3f}")
     return RunOutcome(spec.name, "rescored", log.run_id, val_accuracy=ev.accuracy, reason=f"weights of {source}")

@@ -32,7 +32,7 @@ NOT_TRAINED: dict[str, set[str]] = {"train": {"seeds"}}
 # at their defaults they stay out of the training dict, so every earlier run keeps its spec hash,
 # its MLflow params and its skip check: adding an ingredient never re-trains the study.
 LATER_FIELDS: dict[str, set[str]] = {
-    "train": {"label_smoothing", "schedule", "warmup", "ema", "tta"},
+    "train": {"label_smoothing", "schedule", "warmup", "ema", "tta", "budget_tflop", "eval_every"},
     "augment": {"crop", "flip", "rotate", "erasing", "mixup", "cutmix"},
 }
 
@@ -149,6 +149,12 @@ class TrainSpec(_Strict):
     tta: Literal["none", "flip", "crops"] = _f(
         "none", "test-time augmentation: flip averages each image's softmax with its mirror's; "
         "crops over ten views (the whole image and its four 90% corner crops, each mirrored)")
+    budget_tflop: float | None = _f(
+        None, "a training budget in TFLOP counted by the harness (forward + backward FLOPs per "
+        "image x images seen): the epoch count becomes the largest whole number within it and "
+        "wins over `epochs`, so a budget means the same on every machine", gt=0)
+    eval_every: int = _f(1, "score the validation split every this many epochs (the final epoch "
+                         "always): evaluation compute is logged apart and is not in the budget", ge=1)
 
 
 class AugmentSpec(_Strict):

@@ -83,6 +83,8 @@ def _trial_hooks(
     epoch, and recording its objective in `outcome` before the run ends."""
 
     def stop(stats: Any) -> bool:
+        if spec.objective not in stats.metrics():  # an epoch train.eval_every does not score
+            return False
         value = stats.metrics()[spec.objective]
         if not math.isfinite(value):
             outcome["pruned"] = True  # a diverged trial: nothing to learn from more epochs

@@ -33,6 +33,7 @@ EXAMPLES_PNG = "data/examples.png"
 
 
 PREDICTIONS_CSV = "eval/predictions.csv"
+SPEC_YAML = "spec.yaml"  # the resolved spec: what the report counts an older run's compute from
 
 
 # A sweep's parent run (docs/DESIGN.md, "Sweeps"): JSON artifacts and the type each must have.
@@ -55,6 +56,7 @@ class RunArtifacts:
     quality: Mapping[str, Any] | None = None  # skipped inputs by reason, duplicate counts
     # Per validation image, in eval/predictions.csv order: true and predicted class indices.
     predictions: Predictions | None = None
+    spec: Mapping[str, Any] | None = None  # the resolved spec (spec.yaml), as a mapping
     # One line per absent or unreadable artifact, e.g. "eval/confusion_matrix.json: not logged".
     problems: tuple[str, ...] = ()
 
@@ -131,7 +133,7 @@ def artifacts_at(artifact_uri: str, tracking_uri: str) -> RunArtifacts:
     # file: MlflowClient.download_artifacts costs ~0.2 s a file on sqlite, this ~5 ms.
     from mlflow.artifacts import download_artifacts
 
-    wanted = (*JSON_ARTIFACTS, EXAMPLES_PNG, PREDICTIONS_CSV)
+    wanted = (*JSON_ARTIFACTS, EXAMPLES_PNG, PREDICTIONS_CSV, SPEC_YAML)
     present = _listed_files(artifact_uri, tracking_uri, {_folder(path) for path in wanted})
     problems: list[str] = []
     loaded: dict[str, Any] = {}
@@ -152,6 +154,9 @@ def artifacts_at(artifact_uri: str, tracking_uri: str) -> RunArtifacts:
             if path == EXAMPLES_PNG:
                 loaded[path] = local.read_bytes()
                 continue
+            if path == SPEC_YAML:
+                loaded[path] = _parse_yaml(local)
+                continue
             if path == PREDICTIONS_CSV:
                 loaded[path], problem = _parse_predictions(local)
                 if problem:
@@ -169,6 +174,7 @@ def artifacts_at(artifact_uri: str, tracking_uri: str) -> RunArtifacts:
         examples=loaded.get("data/examples.json"),
         quality=loaded.get("data/quality.json"),
         predictions=loaded.get(PREDICTIONS_CSV),
+        spec=loaded.get(SPEC_YAML),
         problems=tuple(problems),
     )
 
@@ -179,17 +185,28 @@ def _listed_files(artifact_uri: str, tracking_uri: str, folders: set[str]) -> se
 
     found = set()
     for folder in sorted(folders):
-        for info in list_artifacts(
-            artifact_uri=f"{artifact_uri}/{folder}", tracking_uri=tracking_uri
-        ):
+        uri = f"{artifact_uri}/{folder}" if folder else artifact_uri
+        for info in list_artifacts(artifact_uri=uri, tracking_uri=tracking_uri):
             # Stores differ in whether listed paths repeat the folder; keep only the file name.
             if not info.is_dir:
-                found.add(f"{folder}/{PurePosixPath(info.path).name}")
+                name = PurePosixPath(info.path).name
+                found.add(f"{folder}/{name}" if folder else name)
     return found
 
 
 def _folder(artifact_path: str) -> str:
-    return artifact_path.rsplit("/", 1)[0]
+    """The artifact's folder ('' for a file at the run's top)."""
+    return artifact_path.rsplit("/", 1)[0] if "/" in artifact_path else ""
+
+
+def _parse_yaml(path: Path) -> Mapping[str, Any] | None:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _parse_predictions(path: Path) -> tuple[Predictions | None, str | None]:

@@ -78,3 +78,32 @@ def autocast(spec: ExperimentSpec, device: str) -> Any:
         dtype=torch.bfloat16,
         enabled=resolve_precision(spec.train.precision, device) == "bf16",
     )
+
+
+# The CPU features that decide which precision and kernels are fast, as /proc/cpuinfo names them.
+CPU_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def machine(device: str) -> dict[str, str]:
+    """What a run ran on: the CPU's model, cores and relevant flags, and the GPU where one is used.
+
+    A time means nothing without it: the same run is 4-7x faster on one CPU than another."""
+    import os
+    import platform
+
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        info = ""
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    out = {
+        "cpu": model or platform.processor() or platform.machine(),
+        "cpu_cores": str(os.cpu_count() or 0),
+        "cpu_flags": " ".join(f for f in CPU_FEATURES if f in flags),
+    }
+    if device.startswith("cuda"):
+        import torch
+
+        out["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return out

@@ -17,42 +17,18 @@ import numpy as np
 from harness.data.samplers import SAMPLERS, class_weights
 from harness.train.augment import augment_batch, mix_batch
 from harness.train.device import autocast, batch_input, to_tensor, use_channels_last
+from harness.train.history import EpochStats
 from harness.train.metrics import Evaluation, evaluate
 from harness.train.optim import OPTIMIZERS
-from harness.train.schedules import ModelEma, lr_scheduler
+from harness.train.schedules import ModelEma, StepTools, lr_scheduler
 from harness.train.scoring import predict
+from harness.train.state import FitState, Loop, capture_state, restore_state
 
 if TYPE_CHECKING:
     import torch
 
     from harness.data.dataset import Dataset
     from harness.spec.schema import ExperimentSpec
-
-
-@dataclass(frozen=True)
-class EpochStats:
-    """What one epoch measured; `val_*` come from the validation split."""
-
-    epoch: int
-    train_loss: float
-    train_accuracy: float
-    val_loss: float
-    val_accuracy: float
-    val_balanced_accuracy: float
-    val_macro_f1: float
-    train_seconds: float
-    images: int
-
-    def metrics(self) -> dict[str, float]:
-        """The per-epoch metrics as MLflow logs them."""
-        return {
-            "train_loss": self.train_loss,
-            "train_accuracy": self.train_accuracy,
-            "val_loss": self.val_loss,
-            "val_accuracy": self.val_accuracy,
-            "val_balanced_accuracy": self.val_balanced_accuracy,
-            "val_macro_f1": self.val_macro_f1,
-        }
 
 
 @dataclass(frozen=True)
@@ -64,6 +40,7 @@ class FitResult:
     evaluation: Evaluation
     y_pred: np.ndarray
     sampled_per_epoch: list[int]  # class counts the sampler drew in the first epoch
+    evaluations: int = 1  # validation passes made (train.eval_every; the final epoch always)
 
     @property
     def train_seconds(self) -> float:
@@ -71,13 +48,20 @@ class FitResult:
         return sum(e.train_seconds for e in self.history)
 
     @property
+    def images_seen(self) -> int:
+        """Training images over the whole fit."""
+        return sum(e.images for e in self.history)
+
+    @property
     def images_per_second(self) -> float:
         """Training throughput over the whole fit."""
-        return sum(e.images for e in self.history) / max(self.train_seconds, 1e-9)
+        return self.images_seen / max(self.train_seconds, 1e-9)
 
 
 # Sees each epoch's stats; returning True stops training after that epoch (e.g. Optuna pruning).
 EpochCallback = Callable[[EpochStats], bool | None]
+# Sees the training state after every `state_every`-th epoch (a checkpoint to save).
+StateCallback = Callable[[FitState], None]
 
 
 def fit(
@@ -87,12 +71,45 @@ def fit(
     *,
     device: str = "cpu",
     on_epoch: EpochCallback | None = None,
+    start: FitState | None = None,
+    on_state: StateCallback | None = None,
+    state_every: int = 0,
 ) -> FitResult:
     """Train `model` on `data` as `spec` says.
 
     `on_epoch` sees each epoch's stats; it may raise, or return True to stop after that epoch
-    (the result then holds the epochs run and the last epoch's evaluation).
+    (the result then holds the epochs run and, scored now if that epoch was not, their model's
+    evaluation). `start` resumes from a state `on_state` was given (every `state_every` epochs),
+    bit for bit: the same weights and epochs as a fit never stopped.
     """
+    loop = setup(model, data, spec, device)
+    history, sampled = ([*start.history], [*start.sampled]) if start else ([], [])
+    if start is not None:
+        restore_state(loop, start)
+    last: tuple[Evaluation, np.ndarray] | None = None
+    evaluations = 0
+    epochs = spec.train.epochs
+    for epoch in range(len(history) + 1, epochs + 1):
+        score = epoch == epochs or epoch % spec.train.eval_every == 0
+        stats, drawn, scored = run_epoch(loop, data, spec, device, epoch, score)
+        sampled = sampled or drawn
+        evaluations += scored is not None
+        last = scored or last
+        history.append(stats)
+        stop = on_epoch is not None and on_epoch(stats)
+        if on_state is not None and state_every and (epoch % state_every == 0 or epoch == epochs) and not stop:
+            on_state(capture_state(loop, history, sampled))
+        if stop:
+            break
+    if last is None or not history[-1].evaluated:  # stopped early on an unscored epoch, or resumed at the end
+        last = score_model(loop, data, spec, device)[:2]
+        evaluations += 1
+    evaluation, y_pred = last
+    return FitResult(loop.evaluated, history, evaluation, y_pred, sampled, evaluations)
+
+
+def setup(model: torch.nn.Module, data: Dataset, spec: ExperimentSpec, device: str) -> Loop:
+    """The seeded optimizer, loss, schedule, weight average and sampler stream of a fit."""
     import torch
 
     train = spec.train
@@ -109,62 +126,49 @@ def fit(
     loss_fn = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=train.label_smoothing)
     x_train, y_train = to_tensor(data.x_train, device), torch.from_numpy(data.y_train).to(device)
     x_val, y_val = to_tensor(data.x_val, device), torch.from_numpy(data.y_val).to(device)
-    sampler = SAMPLERS.get(spec.sampler.name)
     steps = train.epochs * steps_per_epoch(spec, data.y_train)
     step = StepTools(
         scheduler=lr_scheduler(optimizer, train, steps),
         ema=ModelEma(model, train.ema) if train.ema > 0 else None,
     )
     evaluated = step.ema.module if step.ema is not None else model
-    history: list[EpochStats] = []
-    sampled: list[int] = []
-    for epoch in range(1, train.epochs + 1):
-        indices = sampler(data.y_train, spec.sampler.per_epoch, spec.sampler.cap, rng)
-        if epoch == 1:
-            sampled = data.class_counts(data.y_train[indices])
-        started = time.perf_counter()
-        train_loss, train_acc = train_one_epoch(
-            model, optimizer, loss_fn, x_train, y_train, indices, spec, device, channels_last, step
-        )
-        seconds = time.perf_counter() - started
-        val_loss, y_pred = predict(evaluated, x_val, y_val, spec, device, channels_last=channels_last)
-        scores = evaluate(data.y_val, y_pred, data.class_names)
-        stats = EpochStats(
-            epoch=epoch,
-            train_loss=train_loss,
-            train_accuracy=train_acc,
-            val_loss=val_loss,
-            val_accuracy=scores.accuracy,
-            val_balanced_accuracy=scores.balanced_accuracy,
-            val_macro_f1=scores.macro_f1,
-            train_seconds=seconds,
-            images=len(indices),
-        )
-        history.append(stats)
-        if on_epoch is not None and on_epoch(stats):
-            break
-    return FitResult(model=evaluated, history=history, evaluation=scores, y_pred=y_pred, sampled_per_epoch=sampled)
+    return Loop(model, evaluated, optimizer, loss_fn, step, rng, channels_last, (x_train, y_train, x_val, y_val))
 
 
-@dataclass(frozen=True)
-class StepTools:
-    """What runs after every optimizer step besides the step itself (each None when off)."""
+def run_epoch(
+    loop: Loop, data: Dataset, spec: ExperimentSpec, device: str, epoch: int, score: bool
+) -> tuple[EpochStats, list[int], tuple[Evaluation, np.ndarray] | None]:
+    """One epoch's training pass and, when `score`, its evaluation; also the classes it drew."""
+    indices = SAMPLERS.get(spec.sampler.name)(data.y_train, spec.sampler.per_epoch, spec.sampler.cap, loop.rng)
+    drawn = data.class_counts(data.y_train[indices])
+    x_train, y_train = loop.tensors[:2]
+    started = time.perf_counter()
+    train_loss, train_acc = train_one_epoch(
+        loop.model, loop.optimizer, loop.loss_fn, x_train, y_train, indices, spec, device, loop.channels_last, loop.step
+    )
+    seconds = time.perf_counter() - started
+    scored = score_model(loop, data, spec, device) if score else None
+    val = (scored[0].accuracy, scored[0].balanced_accuracy, scored[0].macro_f1) if scored else (None,) * 3
+    val_loss = scored[2] if scored else None
+    stats = EpochStats(epoch, train_loss, train_acc, val_loss, *val, seconds, len(indices))
+    return stats, drawn, (scored[0], scored[1]) if scored else None
 
-    scheduler: Any = None  # a per-step LR scheduler (train.schedule)
-    ema: ModelEma | None = None  # the weight average (train.ema)
 
-    def after_step(self, model: torch.nn.Module) -> None:
-        """Advance the schedule and the weight average by one step."""
-        if self.scheduler is not None:
-            self.scheduler.step()
-        if self.ema is not None:
-            self.ema.update(model)
+def score_model(loop: Loop, data: Dataset, spec: ExperimentSpec, device: str) -> tuple[Evaluation, np.ndarray, float]:
+    """The evaluated model's scores on the validation split, its predictions and its loss."""
+    x_val, y_val = loop.tensors[2:]
+    val_loss, y_pred = predict(loop.evaluated, x_val, y_val, spec, device, channels_last=loop.channels_last)
+    return evaluate(data.y_val, y_pred, data.class_names), y_pred, val_loss
+
+
+def images_per_epoch(spec: ExperimentSpec, labels: np.ndarray) -> int:
+    """Images one epoch draws: both samplers draw the same number every epoch."""
+    return len(SAMPLERS.get(spec.sampler.name)(labels, spec.sampler.per_epoch, spec.sampler.cap, np.random.default_rng(0)))
 
 
 def steps_per_epoch(spec: ExperimentSpec, labels: np.ndarray) -> int:
-    """Optimizer steps in one epoch: both samplers draw the same number of images every epoch."""
-    drawn = SAMPLERS.get(spec.sampler.name)(labels, spec.sampler.per_epoch, spec.sampler.cap, np.random.default_rng(0))
-    return -(-len(drawn) // spec.train.batch_size)
+    """Optimizer steps in one epoch."""
+    return -(-images_per_epoch(spec, labels) // spec.train.batch_size)
 
 
 def train_one_epoch(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -66,3 +67,18 @@ def lr_scheduler(optimizer: Any, train: TrainSpec, total_steps: int) -> Any:
         return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@dataclass(frozen=True)
+class StepTools:
+    """What runs after every optimizer step besides the step itself (each None when off)."""
+
+    scheduler: Any = None  # a per-step LR scheduler (train.schedule)
+    ema: ModelEma | None = None  # the weight average (train.ema)
+
+    def after_step(self, model: torch.nn.Module) -> None:
+        """Advance the schedule and the weight average by one step."""
+        if self.scheduler is not None:
+            self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(model)
