@@ -200,10 +200,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     from harness.report.page import build_report
 
     suite = load_from_args(args)
-    out = args.out or suite.root / "reports" / "index.html"
+    out = args.out or suite.root / "reports" / ("index.html" if args.format == "html" else "results.md")
+    command = f"harness report --config {args.config} --format {args.format} --out {out}"
     summary = build_report(
-        tracking_uri_of(args, suite.root), suite.name, out, claims=suite.claims, references=suite.references
-    )
+        tracking_uri_of(args, suite.root), suite.name, out, claims=suite.claims, references=suite.references,
+        fmt=args.format, command=command,
+    )  # fmt: skip
     for warning in summary.warnings:
         echo(f"note: {warning}")
     echo(f"wrote {summary.out_path} ({summary.n_runs} runs, {summary.seconds:.1f} s)")

@@ -129,6 +129,7 @@ def _add_report(sub: Any) -> None:
     report = sub.add_parser("report", help="write the HTML report from the MLflow store (no retraining)")
     _add_common(report)
     report.add_argument("--out", type=Path, help="output file (default: reports/index.html beside the suite file)")
+    report.add_argument("--format", choices=("html", "markdown"), default="html", help="html: the interactive page; markdown: the numbers, for docs/results/ (default: %(default)s)")
     report.set_defaults(func=cmd_report)
 
 

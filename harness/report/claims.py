@@ -22,6 +22,7 @@ from harness.report.html import (
     source_line,
     table_html,
 )
+from harness.report.protocol import synthetic_warning
 from harness.spec.claims import ClaimSpec
 from harness.tracking.read import Results
 
@@ -53,6 +54,7 @@ def claims_section(suite: Results, comparisons: Sequence[ClaimSpec]) -> Section:
     others = [result for result in results if not result.comparison.study_claim]
     parts = [
         source_line(suite, "per-image predictions (eval/predictions.csv)"),
+        f'<p class="missing">{esc(warning)}</p>' if (warning := synthetic_warning(suite)) else "",
         "<p>Each line tests one of the study's claims on the data used here: the difference "
         "A − B in percentage points with a 95% paired bootstrap interval over the validation "
         "images, and McNemar's exact test on the same images. Rules in "

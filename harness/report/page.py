@@ -24,6 +24,7 @@ from harness.report.curves import learning_curves_section
 from harness.report.dataset import data_quality_section, examples_section
 from harness.report.html import Section, esc, timestamp_text
 from harness.report.imbalance import imbalance_section
+from harness.report.markdown import markdown_page
 from harness.report.methods import methods_section
 from harness.report.overfitting import overfitting_section
 from harness.report.paper import paper_section
@@ -69,25 +70,26 @@ class ReportSummary:
 
 def build_report(
     tracking_uri: str, experiment_name: str, out_path: Path, *, claims: Sequence[ClaimSpec] = (),
-    references: Sequence[ReferenceSpec] = (),
+    references: Sequence[ReferenceSpec] = (), fmt: str = "html", command: str = "harness report",
 ) -> ReportSummary:  # fmt: skip
-    """Write the suite's HTML report to `out_path` (atomically) and summarise what it holds.
+    """Write the suite's report to `out_path` (atomically) and summarise what it holds.
 
-    `claims` and `references` come from the suite file (`claims:`, `references:`).
+    `claims` and `references` come from the suite file (`claims:`, `references:`). `fmt` is
+    "html" (the self-contained page) or "markdown" (the numbers, for docs/results/; `command`
+    is what the page says regenerates it).
     """
     started = time.perf_counter()
     out_path = Path(out_path)
     suite = load_results(tracking_uri, experiment_name)
     generated = datetime.now(UTC)
-    sections = _sections(suite, generated, claims, references)
-    warnings = [*suite.notes, *(warning for section in sections for warning in section.warnings)]
-    atomic_write_text(out_path, _page(suite, sections, warnings, generated))
-    return ReportSummary(
-        out_path=out_path,
-        n_runs=len(suite.runs),
-        warnings=warnings,
-        seconds=time.perf_counter() - started,
-    )
+    if fmt == "markdown":
+        text, warnings = markdown_page(suite, claims, command, generated), list(suite.notes)
+    else:
+        sections = _sections(suite, generated, claims, references)
+        warnings = [*suite.notes, *(warning for section in sections for warning in section.warnings)]
+        text = _page(suite, sections, warnings, generated)
+    atomic_write_text(out_path, text)
+    return ReportSummary(out_path=out_path, n_runs=len(suite.runs), warnings=warnings, seconds=time.perf_counter() - started)
 
 
 def _sections(

@@ -18,10 +18,12 @@ from harness.report.html import (
     chance_html,
     count_text,
     duration_text,
+    esc,
     missing_html,
     source_line,
     table_html,
 )
+from harness.report.protocol import protocol_lines
 from harness.tracking.read import Results, RunRecord
 
 if TYPE_CHECKING:
@@ -52,7 +54,9 @@ def summary_section(suite: Results, table: Mapping[tuple[str, str], Headline] | 
         "See <a href=\"#methods\">Methods</a>.</p>"
     )
     formatters = {"Parameters": count_text, "Training time (mean)": duration_text}
-    body = source_line(suite) + note + chance_html(suite.runs) + table_html(rows, formatters)
+    protocol = "".join(f"<li>{esc(line)}</li>" for line in protocol_lines(suite))
+    body = source_line(suite) + f'<ul class="protocol">{protocol}</ul>' + note
+    body += chance_html(suite.runs) + table_html(rows, formatters)
     return Section("summary", body)
 
 
