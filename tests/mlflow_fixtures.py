@@ -1,4 +1,4 @@
-"""Log fake training runs straight into MLflow, in docs/DESIGN.md's layout, for report tests.
+"""Log fake training runs straight into MLflow, in docs/design.md's layout, for report tests.
 
 The numbers are random but plausible: a natural sampler favours the big classes (happy,
 neutral, non_face), a balanced one spreads recall evenly, accuracy rises over the epochs, and
@@ -408,7 +408,7 @@ def log_fake_sweep(
     importances: bool = True,
     with_children: bool = True,
 ) -> str:
-    """Log one fake `harness sweep` parent run in docs/DESIGN.md's "Sweeps" layout; its id.
+    """Log one fake `harness sweep` parent run in docs/design.md's "Sweeps" layout; its id.
 
     Children (harness.kind=trial) are logged for the completed and pruned trials; they carry
     train-like metrics so a report that mistook them for experiment runs would show them.

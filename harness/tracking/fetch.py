@@ -36,7 +36,7 @@ PREDICTIONS_CSV = "eval/predictions.csv"
 SPEC_YAML = "spec.yaml"  # the resolved spec: what the report counts an older run's compute from
 
 
-# A sweep's parent run (docs/DESIGN.md, "Sweeps"): JSON artifacts and the type each must have.
+# A sweep's parent run (docs/design.md, "Sweeps"): JSON artifacts and the type each must have.
 SWEEP_ARTIFACTS: dict[str, type] = {
     "optuna/trials.json": list,
     "optuna/importances.json": dict,

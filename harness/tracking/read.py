@@ -1,6 +1,6 @@
 """Load a suite's training runs from MLflow into frozen records the report can use without mlflow.
 
-The layout read here is the one in docs/DESIGN.md ("MLflow layout of one training run"). Anything
+The layout read here is the one in docs/design.md ("MLflow layout of one training run"). Anything
 missing from a run (an artifact, a metric) becomes None plus a note, never an exception: a report
 over a half-finished study is still worth reading.
 """
@@ -86,7 +86,7 @@ class RunRecord:
 
 @dataclass(frozen=True)
 class SweepRecord:
-    """The latest parent run of one Optuna study (docs/DESIGN.md, "Sweeps")."""
+    """The latest parent run of one Optuna study (docs/design.md, "Sweeps")."""
 
     run_id: str
     study: str
