@@ -68,33 +68,43 @@ def decode_or_error(record: ImageRecord, prep: Preprocess) -> np.ndarray | str:
     PIL refuses images of more than 2 x Image.MAX_IMAGE_PIXELS pixels (~179 M) with a
     DecompressionBombError before decoding them, so a decompression bomb costs nothing.
     """
-    from PIL import Image, ImageOps
-
-    mode = "RGB" if prep.channels == 3 else "L"
     try:
         with open_image(record) as im:
-            box = record.box
-            if box is None and im.getexif().get(ORIENTATION, 1) != 1:
-                # Folder datasets carry no box: honour EXIF orientation, use the whole image.
-                # Only when tagged: exif_transpose otherwise returns a decoded copy, which has
-                # no format, so the draft decoding below would never apply.
-                im = ImageOps.exif_transpose(im)
-            full_w, full_h = im.size
-            box = _clamp(box, full_w, full_h)
-            if im.format == "JPEG":
-                # Reduced-size DCT decoding: never below the target size for the face box.
-                scale = min(box[2], box[3]) / prep.image_size
-                im.draft(mode, (max(1, int(full_w / scale)), max(1, int(full_h / scale))))
-            sx, sy = im.size[0] / full_w, im.size[1] / full_h
-            crop = (box[0] * sx, box[1] * sy, (box[0] + box[2]) * sx, (box[1] + box[3]) * sy)
-            # A grey image is resized on its one channel, then widened: the same values, a
-            # third of the resampling work (FER2013's faces).
-            im = _to_mode(im, "L" if im.mode == "L" else mode)
-            im = im.resize((prep.image_size, prep.image_size), Image.Resampling.BILINEAR, box=crop)
-            array = np.asarray(_to_mode(im, mode), dtype=np.uint8)
+            array = prepare(im, record.box, prep)
     except Exception as exc:  # noqa: BLE001 - any decoder failure means "unreadable", counted by the caller
         text = str(exc).strip().splitlines()
         return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+    return array
+
+
+def prepare(im, box: tuple[int, int, int, int] | None, prep: Preprocess) -> np.ndarray:  # noqa: ANN001 - a PIL image
+    """An opened image as the model sees it: cropped to `box` (the whole image if None, upright
+    by its EXIF orientation), resized with PIL's bilinear filter, in the spec's channels.
+
+    Training, evaluation and prediction all prepare faces here, so a face crop given to
+    `harness predict --detector none` is the same array `harness eval` scores.
+    """
+    from PIL import Image, ImageOps
+
+    mode = "RGB" if prep.channels == 3 else "L"
+    if box is None and im.getexif().get(ORIENTATION, 1) != 1:
+        # Folder datasets carry no box: honour EXIF orientation, use the whole image. Only when
+        # tagged: exif_transpose otherwise returns a decoded copy, which has no format, so the
+        # draft decoding below would never apply.
+        im = ImageOps.exif_transpose(im)
+    full_w, full_h = im.size
+    box = _clamp(box, full_w, full_h)
+    if im.format == "JPEG":
+        # Reduced-size DCT decoding: never below the target size for the face box.
+        scale = min(box[2], box[3]) / prep.image_size
+        im.draft(mode, (max(1, int(full_w / scale)), max(1, int(full_h / scale))))
+    sx, sy = im.size[0] / full_w, im.size[1] / full_h
+    crop = (box[0] * sx, box[1] * sy, (box[0] + box[2]) * sx, (box[1] + box[3]) * sy)
+    # A grey image is resized on its one channel, then widened: the same values, a third of the
+    # resampling work (FER2013's faces).
+    im = to_mode(im, "L" if im.mode == "L" else mode)
+    im = im.resize((prep.image_size, prep.image_size), Image.Resampling.BILINEAR, box=crop)
+    array = np.asarray(to_mode(im, mode), dtype=np.uint8)
     return array.reshape(prep.image_size, prep.image_size, prep.channels)
 
 
@@ -125,7 +135,7 @@ def _clamp(box: tuple[int, int, int, int] | None, w: int, h: int) -> tuple[int, 
     return (x, y, max(1, min(box[2], w - x)), max(1, min(box[3], h - y)))
 
 
-def _to_mode(im, mode: str):  # noqa: ANN001, ANN202 - PIL images
+def to_mode(im, mode: str):  # noqa: ANN001, ANN202 - PIL images
     """Convert any PIL mode (CMYK, palette, 16-bit, alpha) to 8-bit RGB or L."""
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         array = np.asarray(im, dtype=np.float64)

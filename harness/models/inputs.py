@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
+from torch import nn
 
 if TYPE_CHECKING:
-    import torch
-
     from harness.spec.schema import DataSpec
 
 # ZCA regulariser on [0, 1]-scaled pixels: small enough to whiten, large enough that noise in
@@ -42,54 +42,54 @@ def fit_zca(x: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), w.astype(np.float32)
 
 
+class Standardize(nn.Module):
+    """(x - mean) / std per channel, with the training set's statistics as buffers."""
+
+    def __init__(self, mean: np.ndarray, std: np.ndarray) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class ZCAWhiten(nn.Module):
+    """A fixed ZCA whitening of the flattened image (mean and matrix as buffers), shape restored."""
+
+    def __init__(self, mean: np.ndarray, w: np.ndarray) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean))
+        self.register_buffer("w", torch.tensor(w))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # flatten/reshape from the input's own shape (not len(x)), so an exported graph keeps a
+        # dynamic batch dimension.
+        flat = x.flatten(1) - self.mean
+        # Whitening in fp32 even under autocast: the transform is ill-conditioned by design.
+        # (a meta tensor, when FLOPs are counted, has no autocast of its own)
+        kind = x.device.type if x.device.type in ("cpu", "cuda") else "cpu"
+        with torch.autocast(device_type=kind, enabled=False):
+            out = flat.float() @ self.w
+        return out.reshape(x.shape).contiguous(
+            memory_format=torch.channels_last
+            if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+            else torch.contiguous_format
+        )
+
+
 def standardize_layer(mean: np.ndarray, std: np.ndarray) -> torch.nn.Module:
     """A layer computing (x - mean) / std per channel."""
-    import torch
-
-    class Standardize(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-            self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return (x - self.mean) / self.std
-
-    return Standardize()
+    return Standardize(mean, std)
 
 
 def zca_layer(mean: np.ndarray, w: np.ndarray) -> torch.nn.Module:
     """A fixed layer applying ZCA whitening to flattened images, then restoring their shape."""
-    import torch
-
-    class ZCAWhiten(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.register_buffer("mean", torch.tensor(mean))
-            self.register_buffer("w", torch.tensor(w))
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            # flatten/reshape from the input's own shape (not len(x)), so an exported graph keeps
-            # a dynamic batch dimension.
-            flat = x.flatten(1) - self.mean
-            # Whitening in fp32 even under autocast: the transform is ill-conditioned by design.
-            # (a meta tensor, when FLOPs are counted, has no autocast of its own)
-            kind = x.device.type if x.device.type in ("cpu", "cuda") else "cpu"
-            with torch.autocast(device_type=kind, enabled=False):
-                out = flat.float() @ self.w
-            return out.reshape(x.shape).contiguous(
-                memory_format=torch.channels_last
-                if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-                else torch.contiguous_format
-            )
-
-    return ZCAWhiten()
+    return ZCAWhiten(mean, w)
 
 
 def with_input_layer(net: torch.nn.Module, x_train: np.ndarray, whitening: str, seed: int) -> torch.nn.Module:
     """Prepend standardisation (or ZCA whitening) fitted on the training images to `net`."""
-    import torch
-
     if whitening == "zca":
         first = zca_layer(*fit_zca(x_train, seed))
     else:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.analysis.figures import confusion_heatmap
 from harness.core.testhooks import pause_point
+from harness.tracking.models import NETWORK, ModelCard, example_input, network_files
 from harness.train.metrics import confusion_csv
 
 if TYPE_CHECKING:
@@ -71,6 +72,14 @@ def log_artifacts(
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     log.log_bytes(buffer.getvalue(), "model/weights.pt")
+    card = model_card(spec, data.class_names)
+    log.log_model(NETWORK, network_files(model, card, example_input(data.x_val if len(data.x_val) else data.x_train)), card.tags())
+
+
+def model_card(spec: ExperimentSpec, class_names: Sequence[str]) -> ModelCard:
+    """What a consumer of `spec`'s trained model needs to know (harness.tracking.models)."""
+    data = spec.data
+    return ModelCard(tuple(class_names), data.image_size, data.channels, spec.train.tta, spec.name, spec.spec_hash())
 
 
 def _log_duplicates(log: RunLogger, dedupe: Dedupe) -> None:

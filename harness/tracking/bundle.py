@@ -34,6 +34,12 @@ def write_bundle(
             (tmp / stored).parent.mkdir(parents=True)
             (tmp / stored).write_bytes(event.pop("data"))
             event["file"] = str(stored)
+        elif event["kind"] == "model":  # a model directory: its files under artifacts/NNNN/
+            stored = Path("artifacts") / f"{i:04d}"
+            for name, data in event.pop("files").items():
+                (tmp / stored / name).parent.mkdir(parents=True, exist_ok=True)
+                (tmp / stored / name).write_bytes(data)
+            event["folder"] = str(stored)
         lines.append(json.dumps(event))
     (tmp / "events.jsonl").write_text("\n".join(lines) + "\n")
     meta = {"tracking_uri": tracking_uri, "experiment": experiment, "run_id": run_id,
@@ -54,6 +60,9 @@ def read_bundle(folder: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
                 event = json.loads(line)
                 if event["kind"] == "artifact":
                     event["data"] = (folder / event.pop("file")).read_bytes()
+                elif event["kind"] == "model":
+                    stored = folder / event.pop("folder")
+                    event["files"] = {str(f.relative_to(stored)): f.read_bytes() for f in sorted(stored.rglob("*")) if f.is_file()}
                 events.append(event)
         for key in ("tracking_uri", "experiment", "run_id", "run_name", "tags"):
             meta[key]  # noqa: B018 - a missing key is a damaged folder

@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.tracking.models import log_model_event
+
 
 def send(client: Any, run_id: str, event: Mapping[str, Any]) -> None:
     """One journal event, sent to the run through the MLflow client."""
@@ -29,6 +31,8 @@ def send(client: Any, run_id: str, event: Mapping[str, Any]) -> None:
             path = Path(tmp) / name
             path.write_bytes(event["data"])
             client.log_artifact(run_id, str(path), folder or None)
+    elif kind == "model":
+        log_model_event(client, run_id, event)
     elif kind == "dataset":
         _log_dataset(client, run_id, event)
     elif kind == "end":

@@ -82,6 +82,11 @@ class RunLogger:
         """A binary artifact (PNG, model weights), written through a temporary file."""
         self._send({"kind": "artifact", "path": artifact_file, "data": data})
 
+    def log_model(self, name: str, files: Mapping[str, bytes], tags: Mapping[str, str]) -> None:
+        """An MLflow Model (a saved model directory's files) as a LoggedModel of this run."""
+        self._send({"kind": "model", "name": name, "files": dict(files), "tags": dict(tags),
+                    "timestamp": int(time.time() * 1000)})  # fmt: skip
+
     def log_dataset(self, name: str, source: str, digest: str, context: str = "training") -> None:
         """Record the dataset (name, location, digest) as the run's input, as mlflow.log_input does."""
         self._send({"kind": "dataset", "name": name, "source": source, "digest": digest, "context": context})

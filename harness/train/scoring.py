@@ -33,18 +33,36 @@ def predict(
     batch = spec.train.eval_batch_size
     with torch.inference_mode():
         for start in range(0, len(x), batch):
-            xb = batch_input(x[start : start + batch], channels_last)
-            with autocast(spec, device):
-                if spec.train.tta == "none":
-                    logits = model(xb).float()
-                else:
-                    # The mean of the softmax over the views, as log-probabilities.
-                    views = tta_views(xb, spec.train.tta)
-                    probs = sum(model(view).float().softmax(1) for view in views)
-                    logits = (probs / len(views)).log()
+            logits = scores(model, batch_input(x[start : start + batch], channels_last), spec, device)
             if y is not None:
                 # Unweighted loss for reporting: validation loss is comparable across runs.
                 loss_sum += torch.nn.functional.cross_entropy(logits, y[start : start + batch], reduction="sum")
             preds.append(logits.argmax(1))
     y_pred = torch.cat(preds).cpu().numpy() if preds else np.empty(0, np.int64)
     return float(loss_sum) / max(len(x), 1), y_pred
+
+
+def probabilities(
+    model: torch.nn.Module, x: torch.Tensor, spec: ExperimentSpec, device: str, *, channels_last: bool = False
+) -> np.ndarray:
+    """Class probabilities for `x` (N, classes): the softmax `predict`'s argmax is taken of."""
+    import torch
+
+    model.eval()
+    out = []
+    batch = spec.train.eval_batch_size
+    with torch.inference_mode():
+        for start in range(0, len(x), batch):
+            logits = scores(model, batch_input(x[start : start + batch], channels_last), spec, device)
+            out.append(logits.softmax(1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def scores(model: torch.nn.Module, xb: torch.Tensor, spec: ExperimentSpec, device: str) -> torch.Tensor:
+    """One batch's fp32 logits, or with test-time augmentation the log of the views' mean softmax."""
+    with autocast(spec, device):
+        if spec.train.tta == "none":
+            return model(xb).float()
+        views = tta_views(xb, spec.train.tta)
+        probs = sum(model(view).float().softmax(1) for view in views)
+        return (probs / len(views)).log()
