@@ -72,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # fails before anything is written to the store.
     check_reachable(uri)
     datasets = load_datasets(specs, suite.root, cache_dir, echo)
-    tracker = connect(uri, suite.name, recovery_dir=cache_dir / "recovery")
+    tracker = connect(uri, suite.name, recovery_dir=cache_dir / "recovery", description=suite.description)
     ctx = RunContext(tracker=tracker, project_root=suite.root, cache_dir=cache_dir, force=args.force, echo=echo)
     echo(f"tracking to {uri}, experiment '{suite.name}'")
     outcomes = run_suite(suite, specs, ctx, datasets)
@@ -92,7 +92,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     suite = load_suite(args.config)
     uri = tracking_uri_of(args, suite.root)
     cache_dir = args.cache_dir or suite.root / ".cache" / "harness"
-    tracker = connect(uri, suite.name, recovery_dir=cache_dir / "recovery")
+    tracker = connect(uri, suite.name, recovery_dir=cache_dir / "recovery", description=suite.description)
     echo(f"tracking to {uri}, experiment '{suite.name}'")
     outcome = evaluate_run(
         tracker,

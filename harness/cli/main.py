@@ -27,6 +27,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # records nothing outside the user's own store and runs offline; MLFLOW_DISABLE_TELEMETRY=false
     # in the environment turns MLflow's telemetry back on.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # A progress bar per artifact downloaded is noise on a terminal that reads rows.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     parser = build_parser()
     args = parser.parse_args(argv)
     # SIGTERM ends a run the way Ctrl-C does, so MLflow marks it KILLED, not RUNNING forever.

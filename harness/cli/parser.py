@@ -17,6 +17,7 @@ from harness.cli.commands import (
     cmd_schema,
     cmd_synth,
 )
+from harness.cli.models import cmd_export, cmd_predict, cmd_register, cmd_ui
 from harness.cli.sweep import cmd_sweep
 
 DEFAULT_CONFIG = "experiments.yaml"
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_run, _add_eval, _add_compare, _add_sweep, _add_list, _add_data, _add_report, _add_recover, _add_schema):
+    for add in (_add_run, _add_eval, _add_compare, _add_sweep, _add_list, _add_data, _add_report, _add_recover, _add_schema, _add_register, _add_predict, _add_export, _add_ui):
         add(sub)
     return parser
 
@@ -148,3 +149,55 @@ def _add_schema(sub: Any) -> None:
     schema.add_argument("--docs", type=Path, metavar="MARKDOWN", help="rewrite the field tables of this page (docs/config.md)")
     schema.add_argument("--check", action="store_true", help="write nothing; exit 1 if --out or --docs is out of date")
     schema.set_defaults(func=cmd_schema)
+
+MODEL_HELP = "a run id, an experiment name (its newest FINISHED training run), runs:/RUN_ID, or models:/NAME@ALIAS | models:/NAME/VERSION"
+
+
+def _add_model_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=DEFAULT_CONFIG, type=Path, help="suite file, naming the MLflow experiment (default: %(default)s)")
+    parser.add_argument("--profile", help=argparse.SUPPRESS)
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db beside the suite file)")
+
+
+def _add_register(sub: Any) -> None:
+    """`harness register`."""
+    reg = sub.add_parser("register", help="register a run's photo-level model in the MLflow model registry")
+    reg.add_argument("model", nargs="?", metavar="RUN|EXPERIMENT", help=MODEL_HELP + "; with --best, an experiment name narrows the choice")
+    reg.add_argument("--name", required=True, help="the registered model's name")
+    reg.add_argument("--best", metavar="METRIC", help="the FINISHED training run with the best validation metric (val_accuracy, val_balanced_accuracy, val_macro_f1) of the suite's experiment")
+    reg.add_argument("--alias", help="set this alias (e.g. champion) on the new version")
+    reg.add_argument("--force", action="store_true", help="register even if the name holds a model of other classes or input (a name clash)")
+    _add_model_common(reg)
+    reg.set_defaults(func=cmd_register)
+
+
+def _add_predict(sub: Any) -> None:
+    """`harness predict`."""
+    pred = sub.add_parser("predict", help="faces and emotions for image files, folders and videos")
+    pred.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    pred.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="images, folders (searched recursively) and videos")
+    pred.add_argument("--detector", choices=("haar", "none"), default="haar", help="haar: OpenCV's face detector; none: each image is a face crop (default: %(default)s)")
+    pred.add_argument("--every", type=int, default=1, metavar="N", help="videos: predict every N-th frame (default: %(default)s)")
+    pred.add_argument("--out", type=Path, metavar="FILE", help="write one row per face to FILE.csv or FILE.jsonl")
+    pred.add_argument("--annotate", type=Path, metavar="DIR", help="write each picture with its faces' boxes and labels drawn into DIR")
+    pred.add_argument("--runtime", choices=("torch", "onnx"), default="torch", help="score with PyTorch or with onnxruntime on the exported model (default: %(default)s)")
+    _add_model_common(pred)
+    pred.set_defaults(func=cmd_predict)
+
+
+def _add_export(sub: Any) -> None:
+    """`harness export`."""
+    exp = sub.add_parser("export", help="export a run's model to ONNX, checked against torch on its faces")
+    exp.add_argument("model", metavar="RUN", help=MODEL_HELP)
+    exp.add_argument("--onnx", required=True, type=Path, metavar="FILE", help="the ONNX file to write (one self-contained file, dynamic batch)")
+    _add_model_common(exp)
+    exp.set_defaults(func=cmd_export)
+
+
+def _add_ui(sub: Any) -> None:
+    """`harness ui`."""
+    ui = sub.add_parser("ui", help="mlflow ui on the suite's store, opened at its training runs")
+    ui.add_argument("--port", type=int, default=5000, help="(default: %(default)s)")
+    ui.add_argument("--host", default="127.0.0.1", help="bind address; keep 127.0.0.1 unless the network is trusted (default: %(default)s)")
+    _add_model_common(ui)
+    ui.set_defaults(func=cmd_ui)

@@ -89,7 +89,7 @@ def _run_context(args: argparse.Namespace, suite: Any) -> Any:
     from harness.tracking.write import connect
 
     return RunContext(
-        tracker=connect(tracking_uri_of(args, suite.root), suite.name),
+        tracker=connect(tracking_uri_of(args, suite.root), suite.name, description=suite.description),
         project_root=suite.root,
         cache_dir=args.cache_dir or suite.root / ".cache" / "harness",
         force=getattr(args, "force", False),

@@ -32,6 +32,7 @@ def export_onnx(model: torch.nn.Module, spec: ExperimentSpec, class_names: tuple
     import contextlib
     import io
     import logging
+    import warnings
 
     import onnx
     import torch
@@ -42,7 +43,8 @@ def export_onnx(model: torch.nn.Module, spec: ExperimentSpec, class_names: tuple
     out.parent.mkdir(parents=True, exist_ok=True)
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates its passes
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # it narrates its passes
+            warnings.simplefilter("ignore", FutureWarning)
             program = torch.onnx.export(
                 model, (example,), dynamo=True, input_names=["image"], output_names=["logits"],
                 dynamic_shapes=({0: batch},), opset_version=OPSET, verbose=False,

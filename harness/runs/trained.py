@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,8 +15,6 @@ from harness.data.duplicates import ImageHashes
 from harness.spec.schema import ExperimentSpec
 
 if TYPE_CHECKING:
-    from harness.data.duplicates import ImageHashes
-    from harness.spec.schema import ExperimentSpec
     from harness.tracking.write import Tracker
 
 
@@ -30,6 +28,7 @@ class TrainedModel:
     class_names: tuple[str, ...]
     weights: Path
     train_hashes: ImageHashes | None  # absent for runs trained with data.dedupe: none
+    files: dict[str, Path] = field(default_factory=dict)  # every file downloaded, by artifact path
 
 
 def with_tta(trained: TrainedModel, tta: str | None) -> TrainedModel:
@@ -59,9 +58,12 @@ def load_trained(tracker: Tracker, run_ref: str, folder: Path) -> TrainedModel:
         spec = ExperimentSpec.model_validate(yaml.safe_load(files["spec.yaml"].read_text()))
         class_names = tuple(json.loads(files["data/class_counts.json"].read_text())["labels"])
     except Exception as exc:  # noqa: BLE001 - malformed or from an incompatible harness version
-        raise TrackingError(f"run {run_id}: cannot read its spec or class names: {first_line(exc)}") from None
+        raise TrackingError(
+            f"run {run_id}: its model's spec or class names (spec.yaml, data/class_counts.json) are not ones this "
+            f"harness knows, so neither is its preprocessing: {first_line(exc)}"
+        ) from None
     hashes = None
     if "data/train_hashes.npz" in files:
         with np.load(files["data/train_hashes.npz"], allow_pickle=False) as npz:
             hashes = ImageHashes.from_npz(npz)
-    return TrainedModel(run_id, spec.name, spec, class_names, files["model/weights.pt"], hashes)
+    return TrainedModel(run_id, spec.name, spec, class_names, files["model/weights.pt"], hashes, files)

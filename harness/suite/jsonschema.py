@@ -52,6 +52,7 @@ def suite_schema() -> dict[str, Any]:
         "properties": {
             "suite": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$",
                       "description": "the MLflow experiment that holds every run"},
+            "description": {"type": "string", "description": "one line: what the suite is (the MLflow experiment's description)"},
             "defaults": {"$ref": "#/$defs/layer", "description": "settings every experiment starts from"},
             "profiles": {"type": "object", "additionalProperties": {"$ref": "#/$defs/profile"}},
             "experiments": {"type": "object", "minProperties": 1, "additionalProperties": {"$ref": "#/$defs/experiment"}},

@@ -3,6 +3,7 @@
 A suite file has these top-level keys::
 
     suite: fer-study            # the MLflow experiment that holds every run
+    description: ...            # one line: what the suite is (the experiment's description)
     defaults: {data, sampler, model, train, augment}
     profiles: {NAME: {data, sampler, model, train, augment,  # optional, e.g. `full` for a GPU
                       experiments: {NAME: {data, sampler, model, train, augment}}}}
@@ -44,7 +45,7 @@ from harness.suite.resolve import (
 from harness.suite.studies import parse_studies
 from harness.suite.validate import check_layer, validate_experiment
 
-TOP_LEVEL = ("suite", "defaults", "profiles", "experiments", "studies", "claims", "references")
+TOP_LEVEL = ("suite", "description", "defaults", "profiles", "experiments", "studies", "claims", "references")
 DEFAULT_NAME = "fer-study"
 
 
@@ -59,6 +60,7 @@ class Suite:
     studies: dict[str, StudySpec] = field(default_factory=dict)
     claims: tuple[ClaimSpec, ...] = ()
     references: tuple[ReferenceSpec, ...] = ()
+    description: str = ""  # what the suite is: the MLflow experiment's description
 
     @property
     def root(self) -> Path:
@@ -123,7 +125,11 @@ def load_suite(
     claims = parse_claims(doc.get("claims"), resolved, problems)
     references = parse_references(doc.get("references"), problems)
     problems.check()
-    return Suite(path, name, resolved, profile, studies, claims, references)
+    description = doc.get("description") or ""
+    if not isinstance(description, str):
+        problems.add("description", f"expected a line of text, got {type(description).__name__}")
+    problems.check()
+    return Suite(path, name, resolved, profile, studies, claims, references, str(description))
 
 
 def _suite_name(name: Any, problems: Problems) -> str:

@@ -225,6 +225,30 @@ class Tracker:
             raise TrackingError(f"run {run_id}: cannot download {missing}: {first_line(exc)}") from None
         return files
 
+    def attach(self, run_id: str, local: Path, artifact: str) -> None:
+        """Log the file `local` with a (finished) run as `artifact` ("folder/name")."""
+        import shutil
+        import tempfile
+
+        folder, _, name = artifact.rpartition("/")
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                copy = Path(tmp) / name
+                shutil.copyfile(local, copy)
+                self.client.log_artifact(run_id, str(copy), folder or None)
+        except Exception as exc:  # noqa: BLE001 - any store failure is reported the same way
+            raise TrackingError(f"run {run_id}: cannot log {artifact}: {first_line(exc)}") from None
+
+    def add_metrics(self, run_id: str, metrics: Mapping[str, float]) -> None:
+        """Log more metrics on a (finished) run."""
+        for key, value in metrics.items():
+            self.client.log_metric(run_id, key, float(value))
+
+    def fetch(self, run_id: str, artifact: str, folder: Path) -> Path:
+        """Download one artifact of a run into `folder`."""
+        with quiet_downloads():
+            return Path(self.client.download_artifacts(run_id, artifact, str(folder)))
+
     def _end(self, run_id: str, status: str, reason: str) -> None:
         try:
             self.client.set_tag(run_id, f"{TAG}failure", reason[:500])
@@ -263,8 +287,14 @@ def check_reachable(tracking_uri: str) -> None:
         raise TrackingError(f"{tracking_uri}: tracking store unavailable: {first_line(exc)}") from None
 
 
-def connect(tracking_uri: str, experiment_name: str, recovery_dir: Path | None = None) -> Tracker:
-    """Open (creating if needed) the suite's experiment; fails fast if the store is unreachable."""
+def connect(
+    tracking_uri: str, experiment_name: str, recovery_dir: Path | None = None, description: str | None = None
+) -> Tracker:
+    """Open (creating if needed) the suite's experiment; fails fast if the store is unreachable.
+
+    The experiment is tagged as classic model development (so `mlflow ui` opens on its training
+    runs, not on MLflow's GenAI overview) and, given one, with the suite's description.
+    """
     import logging
 
     # MLflow's store set-up logs schema migrations at INFO on first use: not the user's concern.
@@ -284,11 +314,25 @@ def connect(tracking_uri: str, experiment_name: str, recovery_dir: Path | None =
                 )
             else:
                 experiment_id = experiment.experiment_id
+            _tag_experiment(client, experiment_id, experiment, description)
     except TrackingError:
         raise
     except Exception as exc:  # noqa: BLE001 - unreachable server, locked or corrupt database, ...
         raise TrackingError(f"{tracking_uri}: tracking store unavailable: {first_line(exc)}") from None
     return Tracker(tracking_uri, experiment_name, client, experiment_id, recovery_dir)
+
+
+# MLflow 3's experiment kinds; this one makes its UI show an experiment's training runs first.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
+def _tag_experiment(client: Any, experiment_id: str, experiment: Any, description: str | None) -> None:
+    """The experiment's kind and description, set where they differ (a new experiment has none)."""
+    tags = dict(getattr(experiment, "tags", None) or {})
+    wanted = {**EXPERIMENT_KIND, **({"mlflow.note.content": description} if description else {})}
+    for key, value in wanted.items():
+        if tags.get(key) != value:
+            client.set_experiment_tag(experiment_id, key, value)
 
 
 def open_existing(tracking_uri: str, experiment_name: str) -> Tracker:

@@ -1,0 +1,1 @@
+"""Trained models put to use: registered, predicted with on photos and videos, exported, browsed."""
