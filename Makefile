@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast test-bench reproduce report beyond bench bench-e2e bench-sweep lint clean-results
+.PHONY: setup test test-fast test-bench reproduce report beyond claims bench bench-e2e bench-sweep lint clean-results
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,10 +47,19 @@ report: $(STAMP)
 # fer2013.csv, its folder, or the image-folder form's train/ folder. BEYOND=NAMES runs only those
 # experiments (e.g. BEYOND=modern_cpu); PROFILE=gpu trains every rung at full length on a GPU.
 FER2013 ?= ../shared/data/fer2013/train
-BEYOND  ?= study_best ladder_augment ladder_batchnorm ladder_schedule ladder_smoothing ladder_tta ladder_natural modern_cpu
+BEYOND  ?= study_best ladder_augment ladder_batchnorm ladder_schedule ladder_smoothing ladder_tta ladder_natural ladder_native ladder_budget modern_cpu
 beyond: $(STAMP)
 	$(BIN)/harness run --config beyond.yaml --data fer2013:$(FER2013) $(if $(PROFILE),--profile $(PROFILE)) $(BEYOND)
 	$(BIN)/harness report --config beyond.yaml --out reports/beyond.html
+	$(BIN)/harness report --config beyond.yaml --format markdown --out docs/results/fer2013.md
+
+# The study's claims on real faces: the six experiments the claims compare, on FER2013, 3 seeds
+# each (~1 PFLOP of training, counted), then their verdicts rendered to docs/results/.
+CLAIMS ?= cnn_baseline cnn_residual cnn_residual_balanced cnn_baseline_balanced resnext resnext_balanced
+claims: $(STAMP)
+	$(BIN)/harness run --profile fer2013 --data fer2013:$(FER2013) $(CLAIMS)
+	$(BIN)/harness report --profile fer2013 --format markdown --out docs/results/fer2013-claims.md
+	$(BIN)/harness report --profile fer2013 --out reports/claims.html
 
 # Benchmarks (not part of `make test`): ratios measured side by side in one run → reports/bench.json,
 # then one table of every figure against its target. About 8 minutes on 2 quiet cores.

@@ -68,6 +68,7 @@ def log_fake_run(
     train_seed: int = 0,
     quality: float | None = None,
     tags: Mapping[str, str] | None = None,
+    final_metrics: Mapping[str, float] | None = None,
 ) -> str:
     """Log one fake training run (tags, params, metrics, artifacts) and return its run id.
 
@@ -75,6 +76,7 @@ def log_fake_run(
     (tag harness.seed, param train.seed), so repeated seeds of one experiment can be faked;
     `quality` fixes the model's typical recall (random in [0.35, 0.6] by default);
     `tags` are added to (or replace) the run's harness.* tags, e.g. harness.ladder_rung;
+    `final_metrics` are logged beside the final ones (e.g. train_tflop);
     `omit_artifacts` names artifact paths to leave out; `with_weights` adds model/weights.pt,
     which needs torch and is off by default to keep tests fast.
     """
@@ -108,6 +110,7 @@ def log_fake_run(
         "n_parameters": float(MODEL_SIZES.get(model, 500_000) + int(rng.integers(0, 5_000))),
         "train_seconds": train_seconds,
         "train_images_per_second": sum(counts["sampled_per_epoch"]) * epochs / train_seconds,
+        **(final_metrics or {}),
     }
     metrics = [
         Metric(key, value, start + epoch * 1000, epoch)

@@ -12,7 +12,7 @@ from harness.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 LADDER = ("study_best", "ladder_augment", "ladder_batchnorm", "ladder_schedule", "ladder_smoothing",
-          "ladder_tta", "ladder_natural", "modern_cpu")  # fmt: skip
+          "ladder_tta", "ladder_natural", "ladder_native", "ladder_budget", "modern_cpu")  # fmt: skip
 
 
 def write_noise_csv(path: Path, per_class: int) -> Path:
@@ -42,7 +42,7 @@ def test_every_beyond_rung_trains_and_the_report_shows_the_ladder(tmp_path: Path
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("fer-beyond")
     runs = {r.data.tags["harness.experiment"]: r for r in client.search_runs([experiment.experiment_id])}
-    assert set(runs) == {*LADDER, "modern_gpu"}
+    assert set(runs) == {*LADDER, "recipe_wide", "recipe_wider", "modern_gpu"}
     assert all(r.info.status == "FINISHED" for r in runs.values())
     for rung, name in enumerate(LADDER):
         assert runs[name].data.tags["harness.ladder_rung"] == str(rung)

@@ -239,7 +239,7 @@ def test_bad_recipe_fields_name_the_key(tmp_path: Path) -> None:
 def test_beyond_ladder_adds_one_ingredient_per_rung() -> None:
     suite = load_suite(ROOT / "beyond.yaml")
     ladder = sorted((s for s in suite.experiments.values() if s.ladder is not None), key=lambda s: s.ladder)
-    assert [s.ladder for s in ladder] == list(range(8))
+    assert [s.ladder for s in ladder] == list(range(10))
     assert ladder[0].name == "study_best" and ladder[-1].name == "modern_cpu"
     assert ladder[0].model.name == "residual_cnn" and ladder[0].augment == AugmentSpec()
     changed = []
@@ -247,8 +247,11 @@ def test_beyond_ladder_adds_one_ingredient_per_rung() -> None:
         a, b = before.training_dict(), after.training_dict()
         changed.append({s for s in a.keys() | b.keys() if a.get(s) != b.get(s)})
     # augmentation, batch norm (the model), schedule, smoothing, TTA, sampling, input size: one
-    # section each
-    assert changed == [{"augment"}, {"model"}, {"train"}, {"train"}, {"train"}, {"sampler"}, {"data"}]
+    # section each; then the 300 TFLOP budget with the regularisation a long run needs (dropout
+    # in the model, stronger augmentation), and depth.
+    assert changed == [{"augment"}, {"model"}, {"train"}, {"train"}, {"train"}, {"sampler"}, {"data"},
+                       {"model", "augment", "train"}, {"model"}]  # fmt: skip
+    assert ladder[-2].train.budget_tflop == ladder[-1].train.budget_tflop == 300
     top = ladder[-1]
     assert (top.data.image_size, top.data.channels, top.data.dedupe) == (48, 1, "drop")
     for spec in suite.experiments.values():

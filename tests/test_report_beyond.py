@@ -54,7 +54,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
                 log_fake_run(
                     uri, experiment, name, n_classes=7, quality=quality, train_seed=train_seed,
                     seed=100 * rung + train_seed, comparisons=("beyond",), paper_acc=None,
-                    paper_iteration="", start_time_ms=clock,
+                    paper_iteration="", start_time_ms=clock, final_metrics={"train_tflop": 10.0 * (rung + 1)},
                     tags={
                         "harness.ladder_rung": str(rung), "harness.description": ingredient,
                         "harness.dataset": dataset,
@@ -148,6 +148,14 @@ def test_a_clearly_better_rung_has_a_difference_interval_above_zero(fer: Results
     assert "The interval excludes zero: this step gains accuracy" in item
     assert "McNemar p &lt; 0.001" in item
     assert "1 vs 2 seed(s)" in item  # modern_cpu has one seed, study_best two
+
+
+def test_each_step_shows_its_compute_beside_its_gain(fer_body: str) -> None:
+    header = fer_body.index("Train TFLOP (new / previous)")
+    overall = fer_body.index("modern_cpu − study_best", header)
+    assert "<td>40 / 10</td>" in fer_body[overall:fer_body.index("</tr>", overall)]
+    first = fer_body.index("bn_resnet − study_best", header)
+    assert "<td>20 / 10</td>" in fer_body[first:fer_body.index("</tr>", first)]
 
 
 def test_a_missing_rung_is_named_in_the_steps_and_the_warnings(fer: Results, fer_body: str) -> None:

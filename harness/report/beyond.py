@@ -10,6 +10,7 @@ from harness.analysis.claims import ComparisonResult, compare
 from harness.analysis.figures import confusion_heatmap
 from harness.analysis.stats import bracket_text, p_text, pp_text
 from harness.report.claims import difference_cells
+from harness.report.compute import spent_by
 from harness.report.confusion import confusion_of
 from harness.report.html import (
     PALETTE,
@@ -101,7 +102,7 @@ def beyond_section(
         ladder_figure(steps, table, reference_lines(rungs, references)),
         references_html(rungs, references),
         "<h3>What each rung buys</h3>",
-        _steps_html(results),
+        _steps_html(results, steps),
         _off_ladder_html(suite, rungs, table),
         _top_vs_base_html(steps),
     ]
@@ -176,12 +177,25 @@ def _names_missing_rung(result: ComparisonResult) -> bool:
     return bool(result.missing and result.missing.startswith("no finished run of rung"))
 
 
-def _steps_html(results: Sequence[ComparisonResult]) -> str:
+def _steps_html(results: Sequence[ComparisonResult], steps: Mapping[int, Rung]) -> str:
     if not results:
         return missing_html("Only rung 0 has runs: there is no step to measure yet.")
     items = "".join(_step_item(result) for result in results)
-    rows = [_step_row(result) for result in results]
+    compute = {rung.experiment: rung_tflop(rung) for rung in steps.values()}
+    rows = [{**_step_row(result), "Train TFLOP (new / previous)": _compute_cell(result, compute)} for result in results]
     return f'<ul class="claims">{items}</ul>' + table_html(rows, {})
+
+
+def rung_tflop(rung: Rung) -> float | None:
+    """A rung's training compute: its seeds' mean, logged or counted from the spec."""
+    spent = [s.train_tflop for s in map(spent_by, rung.seeds) if s.train_tflop is not None]
+    return sum(spent) / len(spent) if spent else None
+
+
+def _compute_cell(result: ComparisonResult, compute: Mapping[str, float | None]) -> str:
+    """Each step's gain beside what it cost: the new rung's and the previous rung's training TFLOP."""
+    cells = [compute.get(name) for name in (result.comparison.a, result.comparison.b)]
+    return " / ".join("?" if value is None else f"{value:.3g}" for value in cells)
 
 
 def _step_item(result: ComparisonResult) -> str:

@@ -33,7 +33,7 @@ def suite_schema() -> dict[str, Any]:
     experiment = _experiment_schema()
     profile = {
         "type": "object", "additionalProperties": False, "description": "an override layer: --profile NAME",
-        "properties": {**layer["properties"], "experiments": {
+        "properties": {**layer["properties"], "suite": {"type": "string", "description": "the MLflow experiment the profile's runs go to (default: the suite's)"}, "experiments": {
             "type": "object", "additionalProperties": {"$ref": "#/$defs/layer"},
             "description": "per-experiment override layers",
         }},

@@ -5,7 +5,7 @@ A suite file has these top-level keys::
     suite: fer-study            # the MLflow experiment that holds every run
     description: ...            # one line: what the suite is (the experiment's description)
     defaults: {data, sampler, model, train, augment}
-    profiles: {NAME: {data, sampler, model, train, augment,  # optional, e.g. `full` for a GPU
+    profiles: {NAME: {suite, data, sampler, model, train, augment,  # optional, e.g. `full` for a GPU
                       experiments: {NAME: {data, sampler, model, train, augment}}}}
     experiments: {NAME: {description, paper_val_accuracy, iteration, tags, extends, ladder,
                          data, sampler, model, train, augment}}
@@ -101,7 +101,11 @@ def load_suite(
         raise SpecError(f"{path}: expected a mapping with keys {', '.join(TOP_LEVEL)}")
     problems = Problems(path)
     doc = check_keys(doc, TOP_LEVEL, "", problems)
-    name = _suite_name(doc.get("suite", DEFAULT_NAME), problems)
+    name = _suite_name(doc.get("suite", DEFAULT_NAME), problems, "suite")
+    profiles = doc.get("profiles")
+    chosen = profiles.get(profile) if isinstance(profiles, dict) and profile else None
+    if isinstance(chosen, dict) and "suite" in chosen:  # a profile's runs may have an experiment of their own
+        name = _suite_name(chosen["suite"], problems, f"profiles.{profile}.suite")
     defaults = check_sections(as_mapping(doc.get("defaults"), "defaults", problems), "defaults", problems)
     experiments = as_mapping(doc.get("experiments"), "experiments", problems)
     if not experiments:
@@ -132,9 +136,9 @@ def load_suite(
     return Suite(path, name, resolved, profile, studies, claims, references, str(description))
 
 
-def _suite_name(name: Any, problems: Problems) -> str:
+def _suite_name(name: Any, problems: Problems, where: str) -> str:
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        problems.add("suite", "expected a name of letters, digits, '_', '-', '.'")
+        problems.add(where, "expected a name of letters, digits, '_', '-', '.'")
         return DEFAULT_NAME
     return name
 
@@ -152,8 +156,8 @@ def _profile_layers(
     chosen_layers: dict[str, list[tuple[dict[str, Any], str]]] = {}
     for pname, body in profiles.items():
         where = f"profiles.{pname}"
-        body = check_keys(as_mapping(body, where, problems), (*SECTIONS, "experiments"), where, problems)
-        shared = check_sections({k: v for k, v in body.items() if k != "experiments"}, where, problems)
+        body = check_keys(as_mapping(body, where, problems), (*SECTIONS, "experiments", "suite"), where, problems)
+        shared = check_sections({k: v for k, v in body.items() if k not in ("experiments", "suite")}, where, problems)
         per_experiment = {}
         for exp_name, layer in as_mapping(body.get("experiments"), f"{where}.experiments", problems).items():
             at = f"{where}.experiments.{exp_name}"
