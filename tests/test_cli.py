@@ -29,6 +29,17 @@ def _runs(uri: str, experiment: str = "tiny") -> list:
     return client.search_runs([exp.experiment_id]) if exp else []
 
 
+def test_the_installed_harness_command_runs() -> None:
+    """The console script pyproject declares is the one `harness` users type (not `python -m`)."""
+    from importlib.metadata import entry_points
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "harness"]
+    assert script.value == "harness.cli.main:main" and callable(script.load())
+    installed = Path(sys.executable).with_name("harness")
+    out = subprocess.run([str(installed), "--help"], capture_output=True, text=True, check=True)
+    assert "run" in out.stdout
+
+
 def test_help_is_instant_and_lists_commands() -> None:
     started = time.perf_counter()
     out = subprocess.run(
