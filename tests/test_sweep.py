@@ -301,3 +301,46 @@ def test_timeout_and_a_changed_space_is_refused(sweep_suite: Path, capsys: pytes
         assert main(["sweep", "--study", "tiny", "--config", str(sweep_suite), *bad]) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
+
+
+RESUMABLE = """
+studies:
+  tiny:
+    experiment: plain
+    objective: val_loss
+    trials: 1
+    base: {train: {epochs: 4, checkpoint_every: 1}}
+    enqueue:
+      - {train.lr: 0.002}
+    space:
+      train.lr: {type: float, low: 1.0e-4, high: 0.01, log: true}
+"""
+
+
+@pytest.mark.slow
+def test_a_trial_retried_after_a_crash_continues_from_its_checkpoint(tmp_path: Path, tiny_data: Path) -> None:
+    suite = _suite_with(tmp_path, tiny_data, RESUMABLE)
+    marker = tmp_path / "paused"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    pause = {"HARNESS_TEST_PAUSE_AT": "checkpointed#2", "HARNESS_TEST_PAUSE_FILE": str(marker)}
+    proc = subprocess.Popen(_sweep_cmd(suite), stderr=subprocess.DEVNULL, env={**env, **pause}, cwd=tmp_path)
+    deadline = time.monotonic() + 240
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), "the trial never saved its second checkpoint"
+    proc.kill()  # the machine is lost after epoch 2's checkpoint
+    proc.wait(timeout=60)
+
+    rerun = subprocess.run(_sweep_cmd(suite), capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    study = _study(suite)
+    failed, retry = study.trials[0], study.trials[1]
+    assert failed.state.name == "FAIL" and retry.state.name == "COMPLETE"
+    assert retry.system_attrs.get("failed_trial") == 0 and retry.params == failed.params
+    runs = {int(r.data.tags["harness.trial_number"]): r for r in _runs(suite, "trial")}
+    assert runs[0].info.status == "FAILED" and runs[1].info.status == "FINISHED"
+    assert runs[1].data.tags["harness.resumed_from"].startswith(f"run {runs[0].info.run_id} after epoch 2")
+    assert "resuming after epoch 2" in rerun.stderr
+    steps = sorted(m.step for m in _client(suite).get_metric_history(runs[1].info.run_id, "val_loss"))
+    assert steps == [3, 4]  # epochs 1-2 came from the checkpoint, not trained again
+    assert runs[1].data.metrics["epochs_run"] == 4

@@ -31,6 +31,7 @@ from harness.report.paper import paper_section
 from harness.report.provenance import provenance_section
 from harness.report.summary import headlines, summary_section
 from harness.report.sweeps import sweeps_section
+from harness.report.system import system_section
 from harness.spec.claims import ClaimSpec, ReferenceSpec
 from harness.tracking.read import Results, load_results
 
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 SECTIONS: tuple[tuple[str, str], ...] = (
     ("summary", "Summary: headline metrics over seeds"),
     ("compute", "Accuracy against training compute"),
+    ("system", "System metrics of the longest runs"),
     ("claims", "The study's claims, tested"),
     ("paper", "Paper vs reproduced"),
     ("learning-curves", "Learning curves (paper Figures 1–2)"),
@@ -100,6 +102,7 @@ def _sections(
     return [
         summary_section(suite, table),
         compute_section(suite),
+        system_section(suite),
         claims_section(suite, claims),
         paper_section(suite, table),
         learning_curves_section(runs),

@@ -15,8 +15,10 @@ from harness.core.errors import SpecError
 from harness.core.testhooks import pause_point
 from harness.models.build import build_model
 from harness.runs.artifacts import final_scores, log_artifacts, log_inputs
+from harness.runs.checkpoint import Checkpointer, Resume, find_resume, local_folder
 from harness.runs.context import RunContext, RunHooks, RunOutcome
 from harness.runs.provenance import machine_tags, run_tags
+from harness.tracking.write import KIND_TRAIN
 from harness.train.device import resolve_device, resolve_precision
 from harness.train.flops import ImageFlops, budget_epochs, count_flops
 from harness.train.loop import fit, images_per_epoch
@@ -67,6 +69,7 @@ def train_and_log(
     except SpecError as exc:
         raise SpecError(f"{suite.path}: experiments.{spec.name}.train.budget_tflop: {exc}") from None
     n_params = sum(p.numel() for p in plan.model.parameters() if p.requires_grad)
+    resume = None if ctx.force else find_resume(ctx.tracker, ctx.cache_dir, key, hooks.kind, ctx.echo)
     tags = {
         **run_tags(suite, spec, data, key, ctx.project_root),
         "harness.device": device,
@@ -74,19 +77,41 @@ def train_and_log(
         "harness.precision": precision,
         "harness.kind": hooks.kind,
         **hooks.tags,
+        **_resume_tags(resume),
     }
-    with ctx.tracker.run(hooks.run_name or spec.name, tags, {**spec.flat_params(), **_plan_params(plan)}) as log:
+    # `harness run` continues the killed run itself; a retried sweep trial is a new trial, so it
+    # opens a run of its own that starts from the failed trial's checkpoint.
+    reopen = resume.run_id if resume is not None and hooks.kind == KIND_TRAIN else None
+    params = {**spec.flat_params(), **_plan_params(plan)}
+    with ctx.tracker.run(hooks.run_name or spec.name, tags, params, resume=reopen) as log:
         ctx.echo(f"  run {log.run_id} on {device} ({precision}), {n_params:,} parameters, {_compute_line(plan)}")
+        if resume is not None:
+            ctx.echo(f"  resuming after epoch {resume.state.epoch} from {resume.source}")
         if hooks.started is not None:
             hooks.started(log)
-        log_inputs(log, spec, data)
-        result = fit(plan.model, data, plan.spec, device=device, on_epoch=_epoch_logger(log, plan.spec, ctx, hooks))
+        if reopen is None:
+            log_inputs(log, spec, data)
+        checkpoints = Checkpointer(local_folder(ctx.cache_dir, log.run_id), key, log)
+        result = fit(
+            plan.model, data, plan.spec, device=device, on_epoch=_epoch_logger(log, plan.spec, ctx, hooks),
+            start=resume.state if resume is not None else None,
+            on_state=checkpoints.save, state_every=plan.spec.train.checkpoint_interval(),
+        )  # fmt: skip
         _log_result(log, plan, data, result, n_params)
         if hooks.before_end is not None:
             hooks.before_end(log, result)
+    checkpoints.discard()
+    if resume is not None:
+        Checkpointer(local_folder(ctx.cache_dir, resume.run_id), key, log).discard()
     ev = result.evaluation
     ctx.echo(f"  done: val accuracy {ev.accuracy:.3f}, balanced {ev.balanced_accuracy:.3f}, macro-F1 {ev.macro_f1:.3f}")
     return RunOutcome(spec.name, "finished", log.run_id, val_accuracy=ev.accuracy)
+
+
+def _resume_tags(resume: Resume | None) -> dict[str, str]:
+    if resume is None:
+        return {}
+    return {"harness.resumed_from": f"run {resume.run_id} after epoch {resume.state.epoch} ({resume.source})"}
 
 
 def _epoch_logger(log: RunLogger, spec: ExperimentSpec, ctx: RunContext, hooks: RunHooks) -> Any:

@@ -25,7 +25,7 @@ EXPERIMENT_META = ("description", "paper_val_accuracy", "iteration", "tags", "ex
 
 
 # Spec fields that say how many runs to make rather than what one run trains.
-NOT_TRAINED: dict[str, set[str]] = {"train": {"seeds"}}
+NOT_TRAINED: dict[str, set[str]] = {"train": {"seeds", "checkpoint_every"}}
 
 
 # Fields added after the study's runs were first recorded (the modern recipe's ingredients). Left
@@ -155,6 +155,14 @@ class TrainSpec(_Strict):
         "wins over `epochs`, so a budget means the same on every machine", gt=0)
     eval_every: int = _f(1, "score the validation split every this many epochs (the final epoch "
                          "always): evaluation compute is logged apart and is not in the budget", ge=1)
+    checkpoint_every: int | None = _f(
+        None, "save a resumable checkpoint every this many epochs (a killed run started again "
+        "continues from it, bit for bit); null = about ten a run (epochs // 10, at least 1); "
+        "0 = never; how a run is kept safe, not what it trains, so not in the spec hash", ge=0)
+
+    def checkpoint_interval(self) -> int:
+        """Epochs between checkpoints (0: none): the field, or about ten a run."""
+        return self.checkpoint_every if self.checkpoint_every is not None else max(1, self.epochs // 10)
 
 
 class AugmentSpec(_Strict):

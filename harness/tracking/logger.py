@@ -4,8 +4,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from harness.core.errors import first_line
@@ -14,6 +18,13 @@ from harness.tracking.events import send, send_metrics
 # Epoch metrics reach the store at most this often (the first epoch at once): one sqlite commit
 # costs ~17 ms here, which for 2-second epochs would be ~1% of a run; `mlflow ui` lags <= 10 s.
 METRICS_INTERVAL_S = 10.0
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)  # free on the same file system
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 class RunLogger:
@@ -86,6 +97,21 @@ class RunLogger:
         """An MLflow Model (a saved model directory's files) as a LoggedModel of this run."""
         self._send({"kind": "model", "name": name, "files": dict(files), "tags": dict(tags),
                     "timestamp": int(time.time() * 1000)})  # fmt: skip
+
+    def upload_files(self, files: Mapping[str, Path], artifact_dir: str) -> None:
+        """Files uploaded under `artifact_dir` as the given names, replacing what is there, and kept
+        out of the journal (a checkpoint: large, and only its latest matters). Not sent once the
+        server is lost; the local file stays."""
+        self.flush()
+        if self.lost is not None:
+            return
+        try:
+            with tempfile.TemporaryDirectory(prefix="harness-upload-") as tmp:
+                for name, path in files.items():
+                    _link_or_copy(path, Path(tmp) / name)
+                self.client.log_artifacts(self.run_id, tmp, artifact_dir)
+        except Exception as exc:  # noqa: BLE001 - whatever the store's failure, training goes on
+            self.lost = first_line(exc)
 
     def log_dataset(self, name: str, source: str, digest: str, context: str = "training") -> None:
         """Record the dataset (name, location, digest) as the run's input, as mlflow.log_input does."""

@@ -318,6 +318,34 @@ def epoch_values(client: MlflowClient, run_id: str) -> dict[str, dict[int, float
     return values
 
 
+# MLflow's system metrics (harness.tracking.system) the report draws, with their axis titles.
+SYSTEM_METRICS: tuple[tuple[str, str], ...] = (
+    ("system/cpu_utilization_percentage", "CPU %"),
+    ("system/system_memory_usage_megabytes", "memory (MB)"),
+    ("system/gpu_0_utilization_percentage", "GPU %"),
+    ("system/gpu_0_memory_usage_megabytes", "GPU memory (MB)"),
+)
+
+
+def system_history(tracking_uri: str, run_id: str) -> pd.DataFrame:
+    """A run's system metrics: one row per logged sample, `minutes` since the first, one column
+    per metric of SYSTEM_METRICS it has (empty if it has none)."""
+    import pandas as pd
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    columns = {}
+    for key, _ in SYSTEM_METRICS:
+        points = client.get_metric_history(run_id, key)
+        if points:
+            columns[key] = pd.Series({p.timestamp: p.value for p in points}, dtype="float64")
+    if not columns:
+        return pd.DataFrame()
+    frame = pd.DataFrame(columns).sort_index()
+    frame.insert(0, "minutes", (frame.index - frame.index.min()) / 60_000)
+    return frame.reset_index(drop=True)
+
+
 def _history(client: MlflowClient, run_id: str) -> pd.DataFrame:
     """Per-epoch metrics as one row per epoch; a metric missing at an epoch is NaN."""
     import pandas as pd

@@ -30,6 +30,7 @@ from harness.tracking.events import replay
 from harness.tracking.fetch import quiet_downloads
 from harness.tracking.logger import RunLogger
 from harness.tracking.read import epoch_values
+from harness.tracking.system import start_system_metrics, stop_system_metrics
 
 TAG = "harness."
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")  # MLflow run ids: uuid4 hex
@@ -135,29 +136,73 @@ class Tracker:
                 reaped.append(run.info.run_id)
         return reaped
 
-    @contextmanager
-    def run(self, run_name: str, tags: Mapping[str, str], params: Mapping[str, str]) -> Iterator[RunLogger]:
-        """Open a run; it ends FINISHED, FAILED (exception) or KILLED (Ctrl-C / SIGTERM)."""
-        all_tags = {**tags, **_process_identity(), "mlflow.runName": run_name}
+    def unfinished_runs(self, key: str, kind: str = KIND_TRAIN) -> list[str]:
+        """Ids of FAILED or KILLED runs of this run key and kind, newest first (resume candidates)."""
         try:
-            run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
+            runs = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`{TAG}run_key` = '{key}' and tags.`{TAG}kind` = '{kind}' "
+                "and attributes.status != 'FINISHED' and attributes.status != 'RUNNING'",
+                order_by=["attributes.start_time DESC"],
+                max_results=20,
+            )
         except Exception as exc:  # noqa: BLE001 - any store failure is reported the same way
-            raise TrackingError(f"{self.tracking_uri}: cannot create a run: {first_line(exc)}") from None
-        logger = RunLogger(self.client, run.info.run_id)
+            raise TrackingError(f"{self.tracking_uri}: cannot search runs: {first_line(exc)}") from None
+        return [run.info.run_id for run in runs]
+
+    def download_artifacts(self, run_id: str, artifact_dir: str, folder: Path) -> Path | None:
+        """A run's artifact folder downloaded into `folder`, or None if it has none."""
         try:
-            logger.log_params(params)
+            if not self.client.list_artifacts(run_id, artifact_dir):
+                return None
+            with quiet_downloads():
+                return Path(self.client.download_artifacts(run_id, artifact_dir, str(folder)))
+        except Exception:  # noqa: BLE001 - an unreachable store has no checkpoint to offer
+            return None
+
+    @contextmanager
+    def run(
+        self, run_name: str, tags: Mapping[str, str], params: Mapping[str, str], resume: str | None = None
+    ) -> Iterator[RunLogger]:
+        """Open a run (or reopen the killed run `resume`, to continue it); it ends FINISHED, FAILED
+        (exception) or KILLED (Ctrl-C / SIGTERM). System metrics are sampled while it is open."""
+        all_tags = {**tags, **_process_identity(), "mlflow.runName": run_name}
+        run_id = self._open(run_name, all_tags, resume)
+        logger = RunLogger(self.client, run_id)
+        monitor = start_system_metrics(self.tracking_uri, run_id, resumed=resume is not None)
+        try:
+            if resume is None:
+                logger.log_params(params)
             yield logger
         except KeyboardInterrupt:
+            stop_system_metrics(monitor)
             logger.flush()
-            self._end(run.info.run_id, "KILLED", "interrupted (Ctrl-C or SIGTERM)")
+            self._end(run_id, "KILLED", "interrupted (Ctrl-C or SIGTERM)")
             raise
         except BaseException as exc:
+            stop_system_metrics(monitor)
             logger.flush()
-            self._end(run.info.run_id, "FAILED", first_line(exc))
+            self._end(run_id, "FAILED", first_line(exc))
             raise
+        stop_system_metrics(monitor)
         logger.finish()
         if logger.lost is not None:
             self._keep_for_recovery(logger, run_name, all_tags)
+
+    def _open(self, run_name: str, tags: Mapping[str, str], resume: str | None) -> str:
+        """A new run's id, or `resume` set RUNNING again with this process's tags."""
+        from mlflow.entities import RunTag
+
+        try:
+            if resume is None:
+                return self.client.create_run(self.experiment_id, run_name=run_name, tags=tags).info.run_id
+            self.client.update_run(resume, status="RUNNING")
+            self.client.log_batch(resume, tags=[RunTag(k, v) for k, v in tags.items()], synchronous=True)
+            if f"{TAG}failure" in self.client.get_run(resume).data.tags:
+                self.client.delete_tag(resume, f"{TAG}failure")  # it is running again
+            return resume
+        except Exception as exc:  # noqa: BLE001 - any store failure is reported the same way
+            raise TrackingError(f"{self.tracking_uri}: cannot open a run: {first_line(exc)}") from None
 
     def _keep_for_recovery(self, logger: RunLogger, run_name: str, tags: Mapping[str, str]) -> None:
         """The server went away mid-run: replay now if it is back, else save a recovery folder."""

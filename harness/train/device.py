@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harness.core.errors import HarnessError
+from harness.core.errors import HarnessError, first_line
 
 if TYPE_CHECKING:
     import torch
@@ -46,6 +48,22 @@ def _cpu_has_native_bf16() -> bool:
     except OSError:
         return False
     return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
+
+
+@contextmanager
+def memory_errors_named(spec: ExperimentSpec) -> Iterator[None]:
+    """A CUDA out-of-memory error becomes one line naming the batch sizes to lower."""
+    import torch
+
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError as exc:
+        train = spec.train
+        raise HarnessError(
+            f"experiment {spec.name}: CUDA out of memory at train.batch_size {train.batch_size} "
+            f"(eval_batch_size {train.eval_batch_size}): lower them, or choose a smaller model "
+            f"({first_line(exc)[:160]})"
+        ) from None
 
 
 def use_channels_last(spec: ExperimentSpec, device: str) -> bool:

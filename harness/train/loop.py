@@ -16,7 +16,13 @@ import numpy as np
 
 from harness.data.samplers import SAMPLERS, class_weights
 from harness.train.augment import augment_batch, mix_batch
-from harness.train.device import autocast, batch_input, to_tensor, use_channels_last
+from harness.train.device import (
+    autocast,
+    batch_input,
+    memory_errors_named,
+    to_tensor,
+    use_channels_last,
+)
 from harness.train.history import EpochStats
 from harness.train.metrics import Evaluation, evaluate
 from harness.train.optim import OPTIMIZERS
@@ -91,13 +97,15 @@ def fit(
     epochs = spec.train.epochs
     for epoch in range(len(history) + 1, epochs + 1):
         score = epoch == epochs or epoch % spec.train.eval_every == 0
-        stats, drawn, scored = run_epoch(loop, data, spec, device, epoch, score)
+        with memory_errors_named(spec):
+            stats, drawn, scored = run_epoch(loop, data, spec, device, epoch, score)
         sampled = sampled or drawn
         evaluations += scored is not None
         last = scored or last
         history.append(stats)
         stop = on_epoch is not None and on_epoch(stats)
-        if on_state is not None and state_every and (epoch % state_every == 0 or epoch == epochs) and not stop:
+        # The final epoch is not checkpointed: the run logs its weights next.
+        if on_state is not None and state_every and epoch % state_every == 0 and epoch < epochs and not stop:
             on_state(capture_state(loop, history, sampled))
         if stop:
             break
