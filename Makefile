@@ -67,14 +67,17 @@ claims: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/preprocess.py
 	$(BIN)/python bench/training.py
+	$(BIN)/python bench/deploy.py
 	$(BIN)/python bench/startup.py
 	@if [ -n "$(BENCH_E2E)" ]; then $(BIN)/python bench/e2e.py; fi
 	$(BIN)/python bench/summary.py
+	$(BIN)/python bench/summary.py --markdown bench/RESULTS.md
 
 # `make reproduce` in a fresh temporary project, split by phase (~13 min on 2 cores).
 bench-e2e: $(STAMP)
 	$(BIN)/python bench/e2e.py
 	$(BIN)/python bench/summary.py
+	$(BIN)/python bench/summary.py --markdown bench/RESULTS.md
 
 # The same sweep with and without its pruner (~25 min on 2 cores): apart from `make bench`.
 bench-sweep: $(STAMP)

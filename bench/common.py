@@ -86,7 +86,33 @@ def machine(command: str) -> dict[str, Any]:
         # A busy machine makes every figure slower and noisier: the load says whether to trust them.
         "loadavg_at_start": load,
         "python": platform.python_version(),
+        "cpu_flags": cpu_isa(),
+        "commit": _commit(),
     }
+
+
+def cpu_isa() -> list[str]:
+    """The CPU flags that decide its speed here: vector width, FMA, native bf16."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return sorted(have & {"avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
+    except OSError:
+        pass
+    return []
+
+
+def _commit() -> str:
+    import subprocess
+
+    try:
+        done = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        return done.stdout.strip() + ("+changes" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def command_line(script: str, argv: list[str] | None) -> str:

@@ -39,26 +39,42 @@ ROWS = (
     Row("1b", "speed-up vs per-item PIL Dataset + DataLoader(2), 400-700 px images", "train_pipeline_large_speedup", "x", 3.0, False, "training"),
     Row("1b", "its ceiling (1 + decoding alone / harness epoch), suite images", "train_pipeline_suite_ceiling", "x", section="training"),
     Row("1b", "its ceiling, 400-700 px images", "train_pipeline_large_ceiling", "x", section="training"),
-    Row("2", "residual CNN training, fraction of GEMM peak (auto precision)", "efficiency_residual_cnn", "%", 0.40, False, "training"),
-    Row("2", "plain CNN training, fp32, fraction of fp32 GEMM peak", "train_cnn_fp32_peak_fraction", "%", section="training"),
-    Row("2", "residual CNN training, fp32", "train_residual_cnn_fp32_peak_fraction", "%", section="training"),
-    Row("2", "ResNeXt training, fp32", "train_resnext_fp32_peak_fraction", "%", section="training"),
-    # Where bf16 is emulated (no AVX512-BF16/AMX) its GEMM "peak" is no peak: a ratio, not a share.
-    Row("2", "plain CNN training, bf16, FLOP/s over the bf16 GEMM's", "train_cnn_bf16_peak_fraction", "x", section="training"),
-    Row("2", "residual CNN training, bf16, same ratio", "train_residual_cnn_bf16_peak_fraction", "x", section="training"),
-    Row("2", "ResNeXt training, bf16, same ratio", "train_resnext_bf16_peak_fraction", "x", section="training"),
+    Row("2", "compute ceiling fp32, GFLOP/s (best GEMM shape and threads)", "ceiling_fp32_gflop_s", "g", section="training"),
+    Row("2", "theoretical fp32 (cores x clock x FLOPs/cycle from the flags)", "theoretical_fp32_gflop_s", "g", section="training"),
+    Row("2", "compute ceiling bf16, GFLOP/s", "ceiling_bf16_gflop_s", "g", section="training"),
+    Row("2", "theoretical bf16", "theoretical_bf16_gflop_s", "g", section="training"),
+    Row("2", "residual CNN training, fraction of the ceiling (auto precision)", "efficiency_residual_cnn", "%", 0.40, False, "training"),
+    Row("2", "plain CNN training fp32, of the fp32 ceiling", "train_cnn_fp32_peak_fraction", "%", section="training"),
+    Row("2", "plain CNN training bf16, of the bf16 ceiling", "train_cnn_bf16_peak_fraction", "%", section="training"),
+    Row("2", "residual CNN training fp32", "train_residual_cnn_fp32_peak_fraction", "%", section="training"),
+    Row("2", "residual CNN training bf16", "train_residual_cnn_bf16_peak_fraction", "%", section="training"),
+    Row("2", "ResNeXt training fp32", "train_resnext_fp32_peak_fraction", "%", section="training"),
+    Row("2", "ResNeXt training bf16", "train_resnext_bf16_peak_fraction", "%", section="training"),
+    Row("2", "residual CNN training fp32, images/s", "train_residual_cnn_fp32_img_s", "n", section="training"),
+    Row("2", "residual CNN training bf16, images/s", "train_residual_cnn_bf16_img_s", "n", section="training"),
+    Row("2", "precision auto is the faster one for every model (1 = yes)", "auto_precision_is_fastest", "n", 1.0, False, "training"),
     Row("2", "residual CNN inference (eval batch), auto precision", "efficiency_eval_residual_cnn", "%", section="training"),
-    Row("3", "MLflow tracking work within each tracked run, over the untracked work in it", "tracking_overhead", "%", 0.02, True, "training"),
+    Row("3", "tracking work within each tracked run (metrics, artifacts, model, checkpoints)", "tracking_overhead", "%", 0.02, True, "training"),
+    Row("3", "system metrics monitor, share of a run", "system_metrics_cost", "%", 0.01, True, "training"),
     Row("3", "side by side, wall: tracked run over untracked build + fit", "tracking_overhead_side_by_side", "%", section="training"),
     Row("3", "side by side, process CPU seconds", "tracking_overhead_cpu", "%", section="training"),
     Row("3", "spread of identical untracked runs (wall), (max - min) / median", "tracking_noise_wall", "%", section="training"),
     Row("4", "preprocessing vs plain PIL loop, fer2013 48 px", "preprocess_fer2013_ratio", "x", 1.8, False, "preprocess"),
+    Row("4", "its ceiling (decoding alone), fer2013 48 px", "preprocess_fer2013_ceiling", "x", section="preprocess"),
     Row("4", "preprocessing vs plain PIL loop, 400-700 px", "preprocess_affectnet_ratio", "x", 4.0, False, "preprocess"),
     Row("5", "make reproduce after set-up (make bench-e2e)", "e2e_total_s", "s", 900.0, True, "e2e"),
     Row("5", "make reproduce --profile smoke", "e2e_smoke_total_s", "s", section="e2e_smoke"),
     Row("6", "harness --help wall time", "startup_help_s", "s", 1.0, True, "startup"),
+    Row("8", "served model: errors in 500 requests at concurrency 4", "deploy_serve_errors", "n", 0.0, True, "deploy"),
+    Row("8", "served model: p50 latency, one face a request (ms)", "deploy_serve_p50_ms", "n", section="deploy"),
+    Row("8", "served model: p99 latency (ms)", "deploy_serve_p99_ms", "n", section="deploy"),
+    Row("8", "served model: images/s", "deploy_serve_images_per_s", "n", section="deploy"),
+    Row("9", "torch batch-1 latency (ms)", "deploy_torch_batch1_ms", "n", section="deploy"),
+    Row("9", "onnxruntime batch-1 latency (ms)", "deploy_onnxruntime_batch1_ms", "n", section="deploy"),
+    Row("9", "torch batch-256 images/s", "deploy_torch_batch256_img_s", "n", section="deploy"),
+    Row("9", "onnxruntime batch-256 images/s", "deploy_onnxruntime_batch256_img_s", "n", section="deploy"),
     Row("7", "CUDA: harness overhead vs a bare loop", "train_overhead_cuda", "%", 0.05, True, "training_cuda"),
-    Row("7", "CUDA: residual CNN, fraction of GEMM peak", "efficiency_residual_cnn_cuda", "%", 0.40, False, "training_cuda"),
+    Row("7", "CUDA: residual CNN, fraction of the ceiling", "efficiency_residual_cnn_cuda", "%", 0.40, False, "training_cuda"),
     Row("7", "CUDA: MLflow tracking overhead", "tracking_overhead_cuda", "%", 0.02, True, "training_cuda"),
     Row("-", "sweep pruning (make bench-sweep): median pruner, epochs saved", "sweep_pruning.median.epochs_saved_fraction", "%", 0.5, False, "sweep_pruning"),
 )
@@ -70,6 +86,10 @@ def show(value: float, unit: str) -> str:
         return f"{value:.1%}"
     if unit == "x":
         return f"{value:.2f}x"
+    if unit == "g":
+        return f"{value:,.0f}"
+    if unit == "n":
+        return f"{value:g}" if abs(value) < 1000 else f"{value:,.0f}"
     return f"{value:.2f} s" if value < 10 else f"{value:.0f} s"
 
 
@@ -88,14 +108,59 @@ def verdict(row: Row, value: float) -> str:
     return "yes" if ok else "NO"
 
 
+BEGIN, END = "<!-- figures: generated by bench/summary.py --markdown; do not edit -->", "<!-- figures: end -->"
+
+
+def markdown(data: dict) -> str:
+    """Every measured figure as a Markdown table, with where and when each section ran."""
+    details = data.get("details", {})
+    lines = ["| item | figure | value | target | met | measured |", "|---|---|---|---|---|---|"]
+    for row in ROWS:
+        if row.key not in data:
+            continue
+        section = details.get(row.section, {})
+        when = section.get("date", "?")[:16].replace("T", " ")
+        quick = " (quick)" if section.get("quick") else ""
+        lines.append(f"| {row.item} | {row.label} | {show(data[row.key], row.unit)} | {target_text(row)} | "
+                     f"{verdict(row, data[row.key])} | {row.section} {when}{quick} |")  # fmt: skip
+    lines += ["", "| section | date (UTC) | commit | CPU | cores | flags | load at start | command |", "|---|---|---|---|---|---|---|---|"]
+    for name, section in sorted(details.items()):
+        if isinstance(section, dict) and "date" in section:
+            load = section.get("loadavg_at_start") or ["?"]
+            lines.append(f"| {name} | {section['date'][:16].replace('T', ' ')} | {section.get('commit', '?')} | "
+                         f"{section.get('cpu', '?')} | {section.get('nproc', '?')} | {' '.join(section.get('cpu_flags', [])) or '?'} | "
+                         f"{load[0]} | `{section.get('command', '?')}` |")  # fmt: skip
+    gpu = details.get("gpu", {})
+    lines += ["", f"GPU: {gpu.get('statement', 'no GPU check has run (bench/gpu_check.sh)')}"]
+    return "\n".join(lines)
+
+
+def render_into(page: Path, data: dict) -> str:
+    """`page` with its generated block replaced by the figures of `data`."""
+    text = page.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{page}: no generated block ({BEGIN} ... {END})")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{BEGIN}\n{markdown(data)}\n{END}{tail}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--report", type=Path, default=REPORT)
+    parser.add_argument("--markdown", type=Path, default=None, help="rewrite this page's generated block (bench/RESULTS.md)")
+    parser.add_argument("--check", action="store_true", help="with --markdown: exit 1 if the page is out of date")
     args = parser.parse_args(argv)
     if not args.report.exists():
         print(f"{args.report}: no benchmark report yet (run make bench)", file=sys.stderr)
         return 1
     data = json.loads(args.report.read_text())
+    if args.markdown is not None:
+        rendered = render_into(args.markdown, data)
+        if args.check:
+            return 0 if rendered == args.markdown.read_text() else 1
+        args.markdown.write_text(rendered)
+        return 0
     details = data.get("details", {})
     width = max(len(r.label) for r in ROWS)
     header = f"{'item':<4} {'figure':<{width}} {'value':>9} {'target':>10} {'met':>4}  measured"

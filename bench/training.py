@@ -86,6 +86,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _record_missing_gpu(out: Path) -> None:
+    """Say in the report that the CUDA path was not measured here (a GPU check's record stays)."""
+    import json
+
+    data = json.loads(out.read_text())
+    if torch.cuda.is_available() or data.get("gpu_available") == 1:
+        return
+    statement = ("no GPU was available where these benchmarks ran (torch.cuda.is_available() is False): "
+                 "the CUDA path is unmeasured; bench/gpu_check.sh measures it on a GPU machine")  # fmt: skip
+    merge_report(out, {"gpu_available": 0}, "gpu", {"statement": statement, **machine("bench/training.py")})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = QUICK if args.quick else FULL
@@ -118,6 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if out is not None:
         suffix = "" if args.device == "cpu" else f"_{args.device}"
         merge_report(out, {f"{k}{suffix}": v for k, v in keys.items()}, f"training{suffix}", details)
+        _record_missing_gpu(out)
         print(f"wrote {out}", file=sys.stderr)
     return 0
 
