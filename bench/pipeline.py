@@ -147,14 +147,24 @@ def measure_pipeline_input(
         alternate=True, before=lambda: synchronize(device),
     )  # fmt: skip
     assert outputs["harness"] == outputs["pipeline"], outputs
-    speedup = median_ratio(seconds["pipeline"], seconds["harness"])
     n = outputs["harness"]
     # The ceiling of the speed-up: the per-item side decodes on the same two cores that train, so
     # its epoch costs about the harness's (the training) plus its DataLoader's alone (decoding).
     decode_s, _ = time_variants({"decode": lambda: decode_epoch(images, batch)}, sizes.pipeline_repeats)
     predicted = 1 + statistics.median(decode_s["decode"]) / statistics.median(seconds["harness"])
-    prefix = f"train_pipeline_{name}"
-    keys = {
+    keys = _pipeline_keys(f"train_pipeline_{name}", n, seconds, decode_s, predicted, one_off_s)
+    details = {
+        "root": str(data.root), "training_images_on_disk": len(records), "cache_build_or_load_s": round(build_s, 2),
+        "one_off_load_s": round(one_off_s, 3), "seconds": rounded(seconds), "decode_only_seconds": rounded(decode_s),
+    }  # fmt: skip
+    _print_pipeline(name, keys, f"train_pipeline_{name}", one_off_s)
+    return keys, details
+
+
+def _pipeline_keys(prefix: str, n: int, seconds: dict[str, list[float]], decode_s: dict[str, list[float]],
+                   predicted: float, one_off_s: float) -> dict[str, float]:  # fmt: skip
+    speedup = median_ratio(seconds["pipeline"], seconds["harness"])
+    return {
         f"{prefix}_images": n,
         f"{prefix}_harness_img_s": round(n / statistics.median(seconds["harness"]), 1),
         f"{prefix}_per_item_img_s": round(n / statistics.median(seconds["pipeline"]), 1),
@@ -165,24 +175,18 @@ def measure_pipeline_input(
         f"{prefix}_decode_only_img_s": round(n / statistics.median(decode_s["decode"]), 1),
         f"{prefix}_ceiling": round(predicted, 2),
     }
-    details = {
-        "root": str(data.root),
-        "training_images_on_disk": len(records),
-        "cache_build_or_load_s": round(build_s, 2),
-        "one_off_load_s": round(one_off_s, 3),
-        "seconds": rounded(seconds),
-        "decode_only_seconds": rounded(decode_s),
-    }
+
+
+def _print_pipeline(name: str, keys: dict[str, float], prefix: str, one_off_s: float) -> None:
     print(
         f"1b pipeline  {name}: harness {keys[f'{prefix}_harness_img_s']:.0f} img/s, per-item DataLoader "
-        f"{keys[f'{prefix}_per_item_img_s']:.0f} img/s -> {speedup:.2f}x (target >= {TARGETS['pipeline']:.0f}x); "
-        f"one-off cache load {one_off_s:.2f} s"
+        f"{keys[f'{prefix}_per_item_img_s']:.0f} img/s -> {keys[f'{prefix}_speedup']:.2f}x (target >= "
+        f"{TARGETS['pipeline']:.0f}x); one-off cache load {one_off_s:.2f} s"
     )
     print(
         f"   its DataLoader alone (decoding, no training) {keys[f'{prefix}_decode_only_img_s']:.0f} img/s: "
-        f"ceiling 1 + decode s / harness s = {predicted:.2f}x"
+        f"ceiling 1 + decode s / harness s = {keys[f'{prefix}_ceiling']:.2f}x"
     )
-    return keys, details
 
 
 def measure_pipeline(

@@ -43,3 +43,37 @@ def test_markdown_results_name_their_source_and_match_the_store(tmp_path: Path, 
         assert f"{100 * m['final_val_accuracy']:.1f}" in row
         assert f"{m['train_tflop']:.3g}" in row
     assert "| Residual vs plain: residual blocks beat the plain CNN |" in page
+
+
+def test_a_cheap_profiles_runs_are_kept_apart_and_ranked_against_the_full_ones(tmp_path: Path) -> None:
+    from mlflow_fixtures import log_fake_run
+
+    from harness.report.page import build_report
+    from harness.report.ranking import profile_rankings
+    from harness.tracking.read import load_results
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # Full runs: a > b > c; the proxy agrees on a > b but swaps b and c.
+    for seed, (name, full, proxy) in enumerate((("a", 0.7, 0.5), ("b", 0.6, 0.4), ("c", 0.5, 0.45))):
+        log_fake_run(uri, "s", name, n_classes=7, quality=full, seed=seed, final_metrics={"train_tflop": 300.0})
+        log_fake_run(uri, "s", name, n_classes=7, quality=proxy, seed=10 + seed, final_metrics={"train_tflop": 30.0},
+                     tags={"harness.profile": "proxy"})  # fmt: skip
+    full = load_results(uri, "s", artifacts=False)
+    assert {r.tags.get("harness.profile") for rs in full.seed_runs.values() for r in rs} == {None}  # never mixed
+    assert full.other_profiles == {"proxy": 3}
+    proxy = load_results(uri, "s", artifacts=False, profile="proxy")
+    assert all(r.tags["harness.profile"] == "proxy" for rs in proxy.seed_runs.values() for r in rs)
+    (ranking,) = profile_rankings(full)
+    accuracy = {r.experiment: (r.full, r.other) for r in ranking.rows}
+    expected = {name: (full.seed_runs[name][0].metric("final_val_accuracy"), proxy.seed_runs[name][0].metric("final_val_accuracy"))
+                for name in "abc"}  # fmt: skip
+    assert accuracy == expected
+    concordant = sum(1 if (x[0] - y[0]) * (x[1] - y[1]) > 0 else -1 for x, y in [(expected["a"], expected["b"]),
+                     (expected["a"], expected["c"]), (expected["b"], expected["c"])])  # fmt: skip
+    assert ranking.kendall_tau == pytest.approx(concordant / 3)
+    out = tmp_path / "s.md"
+    build_report(uri, "s", out, fmt="markdown")
+    page = out.read_text()
+    assert "## The `proxy` profile's ranking against these runs" in page
+    assert "Kendall's tau" in page and "| `a` |" in page
+    assert "3 finished run(s) of profile 'proxy' not shown" in page

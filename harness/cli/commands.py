@@ -201,10 +201,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     suite = load_from_args(args)
     out = args.out or suite.root / "reports" / ("index.html" if args.format == "html" else "results.md")
-    command = f"harness report --config {args.config} --format {args.format} --out {out}"
+    profile = f" --profile {suite.profile}" if suite.profile else ""
+    command = f"harness report --config {args.config}{profile} --format {args.format} --out {out}"
     summary = build_report(
         tracking_uri_of(args, suite.root), suite.name, out, claims=suite.claims, references=suite.references,
-        fmt=args.format, command=command,
+        fmt=args.format, command=command, profile=suite.profile,
     )  # fmt: skip
     for warning in summary.warnings:
         echo(f"note: {warning}")

@@ -19,6 +19,7 @@ from harness.analysis.stats import bracket_text, p_text, pp_text
 from harness.report.beyond import chain, ladder
 from harness.report.compute import pareto_front, spent_by
 from harness.report.protocol import protocol_lines, synthetic_warning
+from harness.report.ranking import Ranking, profile_rankings
 from harness.report.summary import HEADLINE_METRICS, headline_cell, headlines, seed_list
 from harness.spec.claims import ClaimSpec
 from harness.tracking.read import Results, RunRecord
@@ -37,6 +38,8 @@ def markdown_page(results: Results, claims: Sequence[ClaimSpec], command: str, g
     steps = chain(ladder(results))
     if steps:
         parts += ["", "## Ablation ladder", "", _ladder(results, steps)]
+    for ranking in profile_rankings(results):
+        parts += ["", f"## The `{ranking.profile}` profile's ranking against these runs", "", _ranking(ranking)]
     parts += ["", "## Compute", "", _compute(results), *_notes(results)]
     return "\n".join(parts) + "\n"
 
@@ -120,6 +123,15 @@ def _compute(results: Results) -> str:
         for s in sorted(spent, key=lambda s: (s.train_tflop or math.inf, s.run.experiment))
     ]  # fmt: skip
     return _table(head, rows)
+
+
+def _ranking(ranking: Ranking) -> str:
+    rows = [(f"`{r.experiment}`", _pct(r.full), _num(r.full_tflop), str(r.full_rank), _pct(r.other), _num(r.other_tflop),
+             str(r.other_rank)) for r in ranking.rows]  # fmt: skip
+    head = ("Experiment", "Val. accuracy", "Train TFLOP", "Rank", f"{ranking.profile}: val. accuracy", "Train TFLOP", "Rank")
+    verdict = "the same order" if ranking.same_order else "a different order"
+    return (_table(head, rows) + f"\n\nOn these {len(ranking.rows)} experiments the `{ranking.profile}` profile gives "
+            f"{verdict} (Kendall's tau {ranking.kendall_tau:+.2f}; 1 = identical order).")
 
 
 def _notes(results: Results) -> list[str]:

@@ -73,16 +73,17 @@ class ReportSummary:
 def build_report(
     tracking_uri: str, experiment_name: str, out_path: Path, *, claims: Sequence[ClaimSpec] = (),
     references: Sequence[ReferenceSpec] = (), fmt: str = "html", command: str = "harness report",
+    profile: str | None = None,
 ) -> ReportSummary:  # fmt: skip
     """Write the suite's report to `out_path` (atomically) and summarise what it holds.
 
     `claims` and `references` come from the suite file (`claims:`, `references:`). `fmt` is
     "html" (the self-contained page) or "markdown" (the numbers, for docs/results/; `command`
-    is what the page says regenerates it).
+    is what the page says regenerates it). `profile` selects the runs of that suite profile.
     """
     started = time.perf_counter()
     out_path = Path(out_path)
-    suite = load_results(tracking_uri, experiment_name)
+    suite = load_results(tracking_uri, experiment_name, profile=profile)
     generated = datetime.now(UTC)
     if fmt == "markdown":
         text, warnings = markdown_page(suite, claims, command, generated), list(suite.notes)

@@ -122,6 +122,10 @@ class Results:
     n_superseded: int = 0
     # Human-readable lines saying what is missing (no experiment, no finished runs, ...).
     notes: tuple[str, ...] = ()
+    # The suite file's profile these runs ran under (None: none), and the finished runs of
+    # every other profile in the experiment, by profile ("" = none), which are not shown.
+    profile: str | None = None
+    other_profiles: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def exists(self) -> bool:
@@ -129,11 +133,15 @@ class Results:
         return self.experiment_id is not None
 
 
-def load_results(tracking_uri: str, experiment_name: str, *, artifacts: bool = True) -> Results:
-    """Load, per spec name, the newest FINISHED training run in MLflow experiment `experiment_name`.
+def load_results(
+    tracking_uri: str, experiment_name: str, *, artifacts: bool = True, profile: str | None = None
+) -> Results:
+    """Load, per spec name and seed, the newest FINISHED training run of `profile` (the suite
+    file's profile it ran under; None: no profile) in MLflow experiment `experiment_name`.
 
-    `artifacts=False` skips downloading artifacts (RunRecord.artifacts is then None; fetch them
-    later with load_artifacts).
+    Runs of other profiles (a proxy's tenth-of-the-compute runs, a smoke test's) are counted in
+    `other_profiles`, never mixed in. `artifacts=False` skips downloading artifacts
+    (RunRecord.artifacts is then None; fetch them later with load_artifacts).
     """
     store_file = _sqlite_file(tracking_uri)
     if store_file is not None and not store_file.exists():
@@ -154,7 +162,7 @@ def load_results(tracking_uri: str, experiment_name: str, *, artifacts: bool = T
                 f"experiment {experiment_name!r} does not exist in tracking store {tracking_uri}",
             )
         all_runs = _all_runs(client, experiment.experiment_id)
-        chosen, n_superseded = _latest_finished_train_runs(all_runs)
+        chosen, n_superseded, others = _latest_finished_train_runs(all_runs, profile or "")
         records = [_run_record(client, run, with_artifacts=artifacts) for run in chosen]
         sweeps = tuple(
             _sweep_record(client, run, with_artifacts=artifacts)
@@ -164,7 +172,12 @@ def load_results(tracking_uri: str, experiment_name: str, *, artifacts: bool = T
         raise TrackingError(f"{tracking_uri}: {first_line(exc, with_type=False, limit=300)}") from exc
 
     seed_runs = _by_experiment(records)
-    notes = () if records else (f"no finished runs for experiment {experiment_name!r}",)
+    notes = () if records else (f"no finished runs for experiment {experiment_name!r}" + (f" under profile {profile!r}" if profile else ""),)
+    notes += tuple(
+        f"{n} finished run(s) of profile {name or '(none)'!r} not shown: harness report"
+        + (f" --profile {name}" if name else " without --profile") + " shows them"
+        for name, n in sorted(others.items())
+    )
     return Results(
         tracking_uri=tracking_uri,
         experiment_name=experiment_name,
@@ -175,6 +188,8 @@ def load_results(tracking_uri: str, experiment_name: str, *, artifacts: bool = T
         status_counts=dict(Counter(run.info.status for run in all_runs)),
         n_superseded=n_superseded,
         notes=notes,
+        profile=profile,
+        other_profiles=others,
     )
 
 
@@ -218,19 +233,25 @@ def _all_runs(client: MlflowClient, experiment_id: str) -> list[Run]:
             return runs
 
 
-def _latest_finished_train_runs(runs_newest_first: list[Run]) -> tuple[list[Run], int]:
-    """Keep the newest FINISHED training run per (experiment name, seed); count the others."""
+def _latest_finished_train_runs(runs_newest_first: list[Run], profile: str) -> tuple[list[Run], int, dict[str, int]]:
+    """Keep the newest FINISHED training run of `profile` per (experiment name, seed); count the
+    superseded ones, and the finished runs of each other profile."""
     chosen: dict[tuple[str, str], Run] = {}
     superseded = 0
+    others: dict[str, int] = {}
     for run in runs_newest_first:
         if run.info.status != "FINISHED" or run.data.tags.get("harness.kind") != TRAIN_KIND:
+            continue
+        ran_under = run.data.tags.get("harness.profile", "")
+        if ran_under != profile:
+            others[ran_under] = others.get(ran_under, 0) + 1
             continue
         key = (_experiment_name_of(run), run.data.tags.get("harness.seed", ""))
         if key in chosen:
             superseded += 1
         else:
             chosen[key] = run
-    return list(chosen.values()), superseded
+    return list(chosen.values()), superseded, others
 
 
 def _by_experiment(records: list[RunRecord]) -> dict[str, tuple[RunRecord, ...]]:
