@@ -50,8 +50,8 @@ FER2013 ?= ../shared/data/fer2013/train
 BEYOND  ?= study_best ladder_augment ladder_batchnorm ladder_schedule ladder_smoothing ladder_tta ladder_natural ladder_native ladder_budget modern_cpu
 beyond: $(STAMP)
 	$(BIN)/harness run --config beyond.yaml --data fer2013:$(FER2013) $(if $(PROFILE),--profile $(PROFILE)) $(BEYOND)
-	$(BIN)/harness report --config beyond.yaml --out reports/beyond.html
-	$(BIN)/harness report --config beyond.yaml --format markdown --out docs/results/fer2013.md
+	$(BIN)/harness report --config beyond.yaml $(if $(PROFILE),--profile $(PROFILE)) --out reports/beyond.html
+	$(BIN)/harness report --config beyond.yaml $(if $(PROFILE),--profile $(PROFILE)) --format markdown --out docs/results/fer2013.md
 
 # The study's claims on real faces: the six experiments the claims compare, on FER2013, 3 seeds
 # each (~1 PFLOP of training, counted), then their verdicts rendered to docs/results/.

@@ -19,7 +19,7 @@ def test_every_experiment_runs_and_reports(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert main(["data", "synth", "--config", str(config), "--profile", "smoke"]) == 0
     assert main(["run", "--config", str(config), "--profile", "smoke", "--tracking-uri", uri]) == 0
-    assert main(["report", "--config", str(config), "--tracking-uri", uri]) == 0
+    assert main(["report", "--config", str(config), "--tracking-uri", uri, "--profile", "smoke"]) == 0
 
     from mlflow import MlflowClient
 
