@@ -102,9 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = QUICK if args.quick else FULL
     out = args.out or (None if args.quick else REPORT)
-    details: dict[str, Any] = machine(command_line("bench/training.py", argv))
-    details |= {"quick": args.quick, "device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads()}
-    keys: dict[str, float] = {}
+    where: dict[str, Any] = machine(command_line("bench/training.py", argv))
+    where |= {"quick": args.quick, "device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads()}
+    # Each part is its own section of the report, with the machine and date it ran on, so
+    # measuring one part again (--only) never dates or places the others.
+    sections: dict[str, tuple[dict, dict]] = {}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fer-bench-train-") as folder:
         tmp = Path(folder)
@@ -121,15 +123,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in SECTIONS:
             if name in args.only:
                 section_started = time.perf_counter()
-                section_keys, details[name] = measures[name]()
-                details[name]["section_s"] = round(time.perf_counter() - section_started, 1)
-                print(f"   ({name}: {details[name]['section_s']:.0f} s)", file=sys.stderr)
-                keys |= section_keys
-    details["seconds"] = round(time.perf_counter() - started, 1)
-    print(f"bench/training.py: {details['seconds']:.0f} s", file=sys.stderr)
+                section_keys, section = measures[name]()
+                section["section_s"] = round(time.perf_counter() - section_started, 1)
+                print(f"   ({name}: {section['section_s']:.0f} s)", file=sys.stderr)
+                sections[name] = (section_keys, section)
+    print(f"bench/training.py: {time.perf_counter() - started:.0f} s", file=sys.stderr)
     if out is not None:
         suffix = "" if args.device == "cpu" else f"_{args.device}"
-        merge_report(out, {f"{k}{suffix}": v for k, v in keys.items()}, f"training{suffix}", details)
+        for name, (section_keys, section) in sections.items():
+            merge_report(out, {f"{k}{suffix}": v for k, v in section_keys.items()}, f"{name}{suffix}", where | section)
         _record_missing_gpu(out)
         print(f"wrote {out}", file=sys.stderr)
     return 0

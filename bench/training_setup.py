@@ -61,6 +61,8 @@ class Sizes:
     tracking_epochs: int | None  # None: the experiment's own epochs and per_epoch
     tracking_per_epoch: int | None
     tracking_repeats: int
+    tracking_long_per_epoch: int  # the minute-long run: the same epochs, this many images each
+    tracking_long_repeats: int
 
 
 FULL = Sizes(
@@ -69,7 +71,8 @@ FULL = Sizes(
     # bf16 is emulated on CPUs without AVX512-BF16/AMX (5-15x slower): one batch there.
     train_batches={"fp32": 4, "bf16": 1}, train_repeats=3, eval_images=1024,
     gemm_n=2048, gemm_calls=50, gemm_seconds=0.5, gemm_repeats=5,
-    tracking_epochs=None, tracking_per_epoch=None, tracking_repeats=7,
+    tracking_epochs=None, tracking_per_epoch=None, tracking_repeats=5,
+    tracking_long_per_epoch=8000, tracking_long_repeats=3,
 )  # fmt: skip
 
 
@@ -79,6 +82,7 @@ QUICK = Sizes(
     train_batches={"fp32": 1, "bf16": 1}, train_repeats=2, eval_images=256,
     gemm_n=512, gemm_calls=8, gemm_seconds=0.1, gemm_repeats=3,
     tracking_epochs=2, tracking_per_epoch=128, tracking_repeats=2,
+    tracking_long_per_epoch=256, tracking_long_repeats=1,
 )  # fmt: skip
 
 

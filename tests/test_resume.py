@@ -225,6 +225,28 @@ def test_the_checkpoint_interval_is_not_in_the_spec_hash(tiny_data: Path, tmp_pa
     auto = spec.train.model_copy(update={"checkpoint_every": None})
     assert [auto.model_copy(update={"epochs": n}).checkpoint_interval() for n in (2, 15, 40, 80)] == [1, 1, 4, 8]
     assert spec.train.model_copy(update={"checkpoint_every": 0}).checkpoint_interval() == 0
+    assert spec.train.checkpoint_min_seconds() == 0.0 and auto.checkpoint_min_seconds() == 60.0
+
+
+@pytest.mark.parametrize(("min_seconds", "saves"), [(60.0, 0), (0.0, 4)])
+def test_the_automatic_interval_waits_a_minute_between_checkpoints(
+    tmp_path: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch, min_seconds: float, saves: int
+) -> None:
+    """checkpoint_every: null checkpoints every epochs // 10 epochs, but never within a minute
+    of the last one: a seconds-long run writes none (it costs it nothing); with the wait at zero
+    the same run checkpoints after every epoch but the last."""
+    import harness.runs.checkpoint as checkpoint
+    import harness.spec.schema as schema
+
+    monkeypatch.setattr(schema, "AUTO_CHECKPOINT_MIN_S", min_seconds)
+    epochs: list[int] = []
+    real = checkpoint.Checkpointer.save
+    monkeypatch.setattr(checkpoint.Checkpointer, "save", lambda self, state: (epochs.append(state.epoch), real(self, state)))
+    tmp_path.mkdir(exist_ok=True)
+    suite = tmp_path / "experiments.yaml"
+    suite.write_text(tiny_suite_text(tiny_data, EXTRA.replace("checkpoint_every: 1, ", "")))
+    assert main(_args(suite)) == 0
+    assert epochs == list(range(1, saves + 1))
 
 
 def test_cuda_out_of_memory_names_the_batch_size(

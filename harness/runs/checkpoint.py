@@ -20,6 +20,7 @@ import io
 import json
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,8 +64,14 @@ def local_folder(cache_dir: Path, run_id: str) -> Path:
 class Checkpointer:
     """Saves a fit's state for one open run (see the module docstring)."""
 
-    def __init__(self, folder: Path, key: str, log: RunLogger) -> None:
+    def __init__(self, folder: Path, key: str, log: RunLogger, min_seconds: float = 0.0) -> None:
         self.folder, self.key, self.log = folder, key, log
+        self.min_seconds = min_seconds
+        self._last = time.monotonic()  # the run's start counts as the first "checkpoint"
+
+    def due(self) -> bool:
+        """Whether `min_seconds` have passed since the last checkpoint (or since the run began)."""
+        return time.monotonic() - self._last >= self.min_seconds
 
     def save(self, state: FitState) -> None:
         """Write the state locally (atomically), upload it, prune; a failure raises CheckpointError."""
@@ -83,6 +90,7 @@ class Checkpointer:
             ) from None
         self.log.upload_files({STATE_FILE: stem.with_suffix(".pt"), INFO_FILE: stem.with_suffix(".json")}, CHECKPOINT_DIR)
         prune(self.folder, KEEP_LOCAL)
+        self._last = time.monotonic()
         pause_point("checkpointed")
 
     def discard(self) -> None:

@@ -91,11 +91,12 @@ def train_and_log(
             hooks.started(log)
         if reopen is None:
             log_inputs(log, spec, data)
-        checkpoints = Checkpointer(local_folder(ctx.cache_dir, log.run_id), key, log)
+        checkpoints = Checkpointer(local_folder(ctx.cache_dir, log.run_id), key, log,
+                                   plan.spec.train.checkpoint_min_seconds())  # fmt: skip
         result = fit(
             plan.model, data, plan.spec, device=device, on_epoch=_epoch_logger(log, plan.spec, ctx, hooks),
             start=resume.state if resume is not None else None,
-            on_state=checkpoints.save, state_every=plan.spec.train.checkpoint_interval(),
+            on_state=checkpoints.save, state_every=plan.spec.train.checkpoint_interval(), state_due=checkpoints.due,
         )  # fmt: skip
         _log_result(log, plan, data, result, n_params)
         if hooks.before_end is not None:

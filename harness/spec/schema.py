@@ -26,6 +26,9 @@ EXPERIMENT_META = ("description", "paper_val_accuracy", "iteration", "tags", "ex
 
 # Spec fields that say how many runs to make rather than what one run trains.
 NOT_TRAINED: dict[str, set[str]] = {"train": {"seeds", "checkpoint_every"}}
+# The automatic checkpoint interval waits at least this long after the last checkpoint (or the
+# run's start): one checkpoint of a study model costs ~0.1 s, so at most ~0.2% of a run.
+AUTO_CHECKPOINT_MIN_S = 60.0
 
 
 # Fields added after the study's runs were first recorded (the modern recipe's ingredients). Left
@@ -157,12 +160,19 @@ class TrainSpec(_Strict):
                          "always): evaluation compute is logged apart and is not in the budget", ge=1)
     checkpoint_every: int | None = _f(
         None, "save a resumable checkpoint every this many epochs (a killed run started again "
-        "continues from it, bit for bit); null = about ten a run (epochs // 10, at least 1); "
-        "0 = never; how a run is kept safe, not what it trains, so not in the spec hash", ge=0)
+        "continues from it, bit for bit); null = about ten a run (epochs // 10, at least 1), "
+        f"none sooner than {AUTO_CHECKPOINT_MIN_S:.0f} s of training after the last (so a short run "
+        "pays nothing for it); 0 = never; how a run is kept safe, not what it trains, so not in "
+        "the spec hash", ge=0)
 
     def checkpoint_interval(self) -> int:
         """Epochs between checkpoints (0: none): the field, or about ten a run."""
         return self.checkpoint_every if self.checkpoint_every is not None else max(1, self.epochs // 10)
+
+    def checkpoint_min_seconds(self) -> float:
+        """The least training time between two checkpoints: none for an explicit interval; for
+        the automatic one, enough that a checkpoint's cost is a small share of what it protects."""
+        return AUTO_CHECKPOINT_MIN_S if self.checkpoint_every is None else 0.0
 
 
 class AugmentSpec(_Strict):

@@ -68,6 +68,8 @@ class FitResult:
 EpochCallback = Callable[[EpochStats], bool | None]
 # Sees the training state after every `state_every`-th epoch (a checkpoint to save).
 StateCallback = Callable[[FitState], None]
+# Asked before the state is captured: False skips this one (e.g. the last was moments ago).
+StateDue = Callable[[], bool]
 
 
 def fit(
@@ -80,13 +82,15 @@ def fit(
     start: FitState | None = None,
     on_state: StateCallback | None = None,
     state_every: int = 0,
+    state_due: StateDue | None = None,
 ) -> FitResult:
     """Train `model` on `data` as `spec` says.
 
     `on_epoch` sees each epoch's stats; it may raise, or return True to stop after that epoch
     (the result then holds the epochs run and, scored now if that epoch was not, their model's
     evaluation). `start` resumes from a state `on_state` was given (every `state_every` epochs),
-    bit for bit: the same weights and epochs as a fit never stopped.
+    bit for bit: the same weights and epochs as a fit never stopped. `state_due`, where given,
+    may skip one of those states (capturing it costs a copy of the model and optimizer).
     """
     loop = setup(model, data, spec, device)
     history, sampled = ([*start.history], [*start.sampled]) if start else ([], [])
@@ -105,7 +109,7 @@ def fit(
         history.append(stats)
         stop = on_epoch is not None and on_epoch(stats)
         # The final epoch is not checkpointed: the run logs its weights next.
-        if on_state is not None and state_every and epoch % state_every == 0 and epoch < epochs and not stop:
+        if on_state is not None and _state_wanted(state_every, state_due, epoch, epochs, stop):
             on_state(capture_state(loop, history, sampled))
         if stop:
             break
@@ -114,6 +118,13 @@ def fit(
         evaluations += 1
     evaluation, y_pred = last
     return FitResult(loop.evaluated, history, evaluation, y_pred, sampled, evaluations)
+
+
+def _state_wanted(every: int, due: StateDue | None, epoch: int, epochs: int, stop: bool) -> bool:
+    """Whether this epoch's state is captured (every `every`-th, never the final or a stopping one)."""
+    if not every or epoch % every or epoch >= epochs or stop:
+        return False
+    return due is None or due()
 
 
 def setup(model: torch.nn.Module, data: Dataset, spec: ExperimentSpec, device: str) -> Loop:
