@@ -120,6 +120,12 @@ def command_line(script: str, argv: list[str] | None) -> str:
     return " ".join([script, *(argv if argv is not None else sys.argv[1:])])
 
 
+def add_out_argument(parser: Any, quick: bool = True) -> None:
+    """Every benchmark's --out: the JSON report its figures merge into."""
+    none = "; none with --quick" if quick else ""
+    parser.add_argument("--out", type=Path, default=None, help=f"JSON report to merge into (default {REPORT}{none})")
+
+
 def merge_report(path: Path, keys: Mapping[str, float], name: str, details: Mapping[str, Any]) -> None:
     """Merge flat numeric `keys` and `details.<name>` into the JSON report (read, update, atomic write)."""
     from harness.core.locks import atomic_write_bytes

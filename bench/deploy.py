@@ -30,7 +30,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from common import REPO, REPORT, command_line, machine, merge_report, time_variants
+from common import (
+    REPO,
+    REPORT,
+    add_out_argument,
+    command_line,
+    machine,
+    merge_report,
+    time_variants,
+)
 
 from harness.cli.main import main as harness
 
@@ -167,7 +175,7 @@ def measure_onnx(uri: str, tmp: Path, batch: int, repeats: int) -> tuple[dict, d
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="40 requests, batch 32; prints only (unless --out)")
-    parser.add_argument("--out", type=Path, default=None, help=f"JSON report to merge into (default {REPORT})")
+    add_out_argument(parser, quick=False)
     args = parser.parse_args(argv)
     out = args.out or (None if args.quick else REPORT)
     requests, batch, repeats = (40, 32, 2) if args.quick else (500, 256, 5)

@@ -26,6 +26,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import common
 from common import REPO, REPORT, command_line, machine, merge_report, met
 
 TARGET_S = 15 * 60
@@ -86,9 +87,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="--profile smoke, prints only")
     parser.add_argument("--profile", default=None, help="a profile of experiments.yaml (quick: smoke)")
     parser.add_argument("--keep", type=Path, default=None, help="run in this folder and keep it")
-    parser.add_argument(
-        "--out", type=Path, default=None, help=f"JSON report to merge into (default {REPORT}; none with --quick)"
-    )
+    common.add_out_argument(parser)
     return parser.parse_args(argv)
 
 

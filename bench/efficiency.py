@@ -15,17 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import training_setup as setup
 from ceiling import cpu_flags, cpu_mhz, measured_gflop_s, theoretical_gflop_s
 from common import met, rounded, time_variants
-from training_setup import (
-    EFFICIENCY_EXPERIMENTS,
-    TARGETS,
-    Sizes,
-    fresh_optimizer,
-    prepared_model,
-    synchronize,
-    with_settings,
-)
 
 from harness.data.dataset import Dataset
 from harness.data.samplers import natural
@@ -48,13 +40,13 @@ class Ceiling:
     details: dict
 
 
-def machine_ceiling(sizes: Sizes, device: str) -> Ceiling:
+def machine_ceiling(sizes: setup.Sizes, device: str) -> Ceiling:
     emulated = resolve_precision("auto", device) != "bf16"
     measured, shapes = {}, {}
     for precision in PRECISIONS:
         measured[precision], shapes[precision] = measured_gflop_s(
             precision, device, quick=sizes.gemm_n < 1024, emulated=emulated, seconds=sizes.gemm_seconds,
-            repeats=sizes.gemm_repeats, sync=lambda: synchronize(device),
+            repeats=sizes.gemm_repeats, sync=lambda: setup.synchronize(device),
         )  # fmt: skip
     flags, mhz = cpu_flags(), cpu_mhz()
     theory = theoretical_gflop_s(torch.get_num_threads(), flags, mhz) if device == "cpu" else {p: None for p in PRECISIONS}
@@ -63,7 +55,7 @@ def machine_ceiling(sizes: Sizes, device: str) -> Ceiling:
     return Ceiling(measured, {p: "best GEMM" for p in PRECISIONS}, theory, details)
 
 
-def _timed_runs(suite: Suite, data: Dataset, sizes: Sizes, device: str, batch_size: int | None
+def _timed_runs(suite: Suite, data: Dataset, sizes: setup.Sizes, device: str, batch_size: int | None
                 ) -> tuple[dict[str, Callable[[], int]], dict[str, dict[str, float]]]:  # fmt: skip
     """A training run per model and precision, an evaluation run per model at `auto`, and each
     model's counted FLOPs per image."""
@@ -73,14 +65,14 @@ def _timed_runs(suite: Suite, data: Dataset, sizes: Sizes, device: str, batch_si
     loss_fn, rng = torch.nn.CrossEntropyLoss(), np.random.default_rng(0)
     runs: dict[str, Callable[[], int]] = {}
     flops: dict[str, dict[str, float]] = {}
-    for model_name, experiment in EFFICIENCY_EXPERIMENTS.items():
+    for model_name, experiment in setup.EFFICIENCY_EXPERIMENTS.items():
         base = suite.experiments[experiment]
         if batch_size is not None:
-            base = with_settings(suite, base, train={"batch_size": batch_size})
+            base = setup.with_settings(suite, base, train={"batch_size": batch_size})
         for precision in PRECISIONS:
-            spec = with_settings(suite, base, train={"precision": precision, "channels_last": precision == "bf16"})
-            model, channels_last = prepared_model(spec, data, device)
-            optimizer = fresh_optimizer(model, spec)
+            spec = setup.with_settings(suite, base, train={"precision": precision, "channels_last": precision == "bf16"})
+            model, channels_last = setup.prepared_model(spec, data, device)
+            optimizer = setup.fresh_optimizer(model, spec)
             counted = count_flops(model, spec.data.channels, spec.data.image_size)
             flops[model_name] = {"train": counted.train, "eval": counted.evaluate}
             # A GPU step takes milliseconds: ten times the batches keeps the timer's share small.
@@ -139,8 +131,8 @@ def _keys(ceiling: Ceiling, rates: dict[str, tuple[float, float]], flops: dict[s
         keys[f"flops_train_{model_name}_mflop_per_img"] = round(counted["train"] / 1e6, 1)
         keys[f"flops_eval_{model_name}_mflop_per_img"] = round(counted["eval"] / 1e6, 1)
     fraction = keys[f"train_residual_cnn_{auto}_peak_fraction"]
-    keys |= {"efficiency_residual_cnn": fraction, "efficiency_residual_cnn_target": TARGETS["efficiency"],
-             "efficiency_residual_cnn_met": met(fraction, TARGETS["efficiency"], at_most=False),
+    keys |= {"efficiency_residual_cnn": fraction, "efficiency_residual_cnn_target": setup.TARGETS["efficiency"],
+             "efficiency_residual_cnn_met": met(fraction, setup.TARGETS["efficiency"], at_most=False),
              "efficiency_eval_residual_cnn": keys[f"eval_residual_cnn_{auto}_peak_fraction"]}  # fmt: skip
     faster = {m: "bf16" if rates[f"train_{m}_bf16"][0] > rates[f"train_{m}_fp32"][0] else "fp32" for m in flops}
     keys["auto_precision_is_fastest"] = int(all(f == auto for f in faster.values()))
@@ -158,13 +150,13 @@ def _print(ceiling: Ceiling, rates: dict[str, tuple[float, float]], auto: str) -
     print(f"   precision auto = {auto} on this machine")
 
 
-def measure_efficiency(suite: Suite, data: Dataset, sizes: Sizes, device: str, batch_size: int | None) -> tuple[dict, dict]:
+def measure_efficiency(suite: Suite, data: Dataset, sizes: setup.Sizes, device: str, batch_size: int | None) -> tuple[dict, dict]:
     """2: every model's training (both precisions) and inference throughput against the ceiling."""
     ceiling = machine_ceiling(sizes, device)
     runs, flops = _timed_runs(suite, data, sizes, device, batch_size)
     for run in runs.values():  # warm-up
         run()
-    seconds, images = time_variants(runs, sizes.train_repeats, before=lambda: synchronize(device))
+    seconds, images = time_variants(runs, sizes.train_repeats, before=lambda: setup.synchronize(device))
     rates = _rates(seconds, images, flops)
     ceiling = _raise_ceiling(ceiling, rates)
     auto = resolve_precision("auto", device)

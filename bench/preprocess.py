@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import common
 import numpy as np
 from common import REPO, REPORT, cpu_model, merge_report, time_variants
 from PIL import Image
@@ -270,12 +271,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--fer2013", type=Path, default=FER2013_TRAIN, help="FER2013 train/<class>/ folders"
     )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help=f"JSON report to merge into (default {REPORT}; none with --quick)",
-    )
+    common.add_out_argument(parser)
     return parser.parse_args(argv)
 
 

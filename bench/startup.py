@@ -20,7 +20,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from common import REPO, REPORT, command_line, machine, merge_report, met, rounded, time_variants
+import common
+from common import (
+    REPO,
+    REPORT,
+    command_line,
+    machine,
+    merge_report,
+    met,
+    rounded,
+    time_variants,
+)
 
 TARGET_S = 1.0
 REPEATS = (10, 3)
@@ -55,9 +65,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 runs, prints only")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs (median)")
-    parser.add_argument(
-        "--out", type=Path, default=None, help=f"JSON report to merge into (default {REPORT}; none with --quick)"
-    )
+    common.add_out_argument(parser)
     return parser.parse_args(argv)
 
 

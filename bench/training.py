@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import common
 import torch
 from common import (
     REPO,
@@ -80,9 +81,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--batch-size", type=int, default=None, help="training batch for item 2 (default: the suite's)"
     )
-    parser.add_argument(
-        "--out", type=Path, default=None, help=f"JSON report to merge into (default {REPORT}; none with --quick)"
-    )
+    common.add_out_argument(parser)
     return parser.parse_args(argv)
 
 

@@ -174,9 +174,8 @@ def test_unreachable_tracking_server_fails_fast(tiny_suite: Path, capsys: pytest
     assert "tracking store unavailable" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_sigterm_marks_the_run_killed_and_a_rerun_finishes(tiny_suite: Path, tiny_data: Path) -> None:
-    # Long enough to be caught mid-training.
+def _slow_run_after_epoch_1(tiny_suite: Path) -> tuple[subprocess.Popen, str]:
+    """`harness run plain` at 40 epochs (long enough to be caught mid-training), once epoch 1 is done."""
     slow = tiny_suite.parent / "slow.yaml"
     slow.write_text(tiny_suite.read_text().replace("epochs: 2,", "epochs: 40,"))
     uri = _uri(tiny_suite.parent)
@@ -186,6 +185,12 @@ def test_sigterm_marks_the_run_killed_and_a_rerun_finishes(tiny_suite: Path, tin
     for line in proc.stderr:
         if "epoch   1/" in line:
             break
+    return proc, uri
+
+
+@pytest.mark.slow
+def test_sigterm_marks_the_run_killed_and_a_rerun_finishes(tiny_suite: Path, tiny_data: Path) -> None:
+    proc, uri = _slow_run_after_epoch_1(tiny_suite)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err
@@ -195,15 +200,7 @@ def test_sigterm_marks_the_run_killed_and_a_rerun_finishes(tiny_suite: Path, tin
 
 @pytest.mark.slow
 def test_sigkilled_run_is_reaped_by_the_next_invocation(tiny_suite: Path) -> None:
-    slow = tiny_suite.parent / "slow.yaml"
-    slow.write_text(tiny_suite.read_text().replace("epochs: 2,", "epochs: 40,"))
-    uri = _uri(tiny_suite.parent)
-    cmd = [sys.executable, "-m", "harness", "run", "plain", "--config", str(slow), "--tracking-uri", uri]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if "epoch   1/" in line:
-            break
+    proc, uri = _slow_run_after_epoch_1(tiny_suite)
     proc.kill()
     proc.wait(timeout=30)
     (run,) = _runs(uri)

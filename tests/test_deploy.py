@@ -77,10 +77,14 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     (root / "experiments.yaml").write_text(SUITE.replace("FACES", str(faces)))
     assert main(["run", "--config", str(root / "experiments.yaml"), "--tracking-uri", _uri(root)]) == 0
     assert main(["register", "small", "--name", "fer", "--alias", "champion", *_common(root)]) == 0
-    previous = mlflow.get_tracking_uri()
+    # set_tracking_uri also sets $MLFLOW_TRACKING_URI (for subprocesses); restoring it with
+    # get_tracking_uri()'s default would leave that variable set for every later test in this
+    # process, so the variable's own previous value (None: unset) is what is restored.
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(_uri(root))
     yield root
     mlflow.set_tracking_uri(previous)
+    assert os.environ.get("MLFLOW_TRACKING_URI") == previous
 
 
 def _uri(root: Path) -> str:

@@ -167,12 +167,11 @@ def test_killed_run_resumes_with_exactly_one_finished_run(
     assert main(args) == 0
     statuses = _statuses(uri)
     interrupted = {signal.SIGKILL: "FAILED", signal.SIGTERM: "KILLED", signal.SIGINT: "KILLED"}[sig]
-    if point == "artifacts":  # after epoch 1's checkpoint: the same run resumed and finished
-        assert statuses == {"plain": ["FINISHED"]}
-        (run,) = _runs(uri)
-        assert run.data.tags["harness.resumed_from"].startswith(f"run {run.info.run_id} after epoch 1")
-    else:  # before any checkpoint: a fresh run beside the interrupted one
-        assert statuses == {"plain": ["FINISHED"] if point == "preprocessing" else sorted(["FINISHED", interrupted])}
+    # No checkpoint was written (the automatic interval waits a minute, and this run lasts
+    # seconds), so the run starts afresh beside the interrupted one; resuming from a checkpoint
+    # is tests/test_resume.py's.
+    assert statuses == {"plain": ["FINISHED"] if point == "preprocessing" else sorted(["FINISHED", interrupted])}
+    assert not any("harness.resumed_from" in run.data.tags for run in _runs(uri))
     assert len(_cache_files(cache)) == 1
     _assert_cache_whole_or_absent(cache)
 

@@ -17,17 +17,7 @@ from harness.core.errors import DataError
 from harness.data.synth import example, generator, knobs
 
 # AffectNet's header, spelled out here rather than imported so a change in the generator is caught.
-AFFECTNET_HEADER = [
-    "subDirectory_filePath",
-    "face_x",
-    "face_y",
-    "face_width",
-    "face_height",
-    "facial_landmarks",
-    "expression",
-    "valence",
-    "arousal",
-]
+AFFECTNET_HEADER = "subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,expression,valence,arousal".split(",")
 SCALE = 0.0005  # ~330 training images: every class present, fast to render
 VAL_PER_CLASS = 3
 

@@ -35,7 +35,7 @@ A stage's residual blocks then run on the pooled maps too, at a quarter of their
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
@@ -133,23 +133,11 @@ class StudyCNN(nn.Module):
         return self.head(self.features(x))
 
 
-def _study_cnn(
-    model: str,
-    num_classes: int,
-    in_channels: int,
-    image_size: int,
-    blocks_per_stage: tuple[int, ...],
-    *,
-    widths: tuple[int, ...],
-    dense: int,
-    dropout: float,
-    norm: Norm,
-    activation: Activation,
-    final_relu: bool,
-    pool_first: bool = False,
-) -> StudyCNN:
-    """Validate the shared params, then build."""
-    widths, blocks_per_stage = tuple(widths), tuple(blocks_per_stage)
+def _study_cnn(model: str, num_classes: int, in_channels: int, image_size: int,
+               blocks_per_stage: tuple[int, ...], **params: Any) -> StudyCNN:  # fmt: skip
+    """Validate the params the study's CNNs share (named after `model`), then build."""
+    widths, blocks_per_stage = tuple(params.pop("widths")), tuple(blocks_per_stage)
+    dense, dropout, norm, activation = params["dense"], params["dropout"], params["norm"], params["activation"]
     require(len(widths) > 0 and min(widths) >= 1, model, f"widths must be positive, got {widths}")
     require(dense >= 1, model, f"dense must be positive, got {dense}")
     require(0.0 <= dropout < 1.0, model, f"dropout must be in [0, 1), got {dropout}")
@@ -165,10 +153,7 @@ def _study_cnn(
         f"image_size {image_size} is too small for {len(widths)} 2x2 max-pools"
         f" (needs at least {2 ** len(widths)})",
     )
-    return StudyCNN(
-        num_classes, in_channels, image_size, widths, blocks_per_stage,
-        dense, dropout, norm, activation, final_relu, pool_first,
-    )  # fmt: skip
+    return StudyCNN(num_classes, in_channels, image_size, widths, blocks_per_stage, **params)
 
 
 @register_model

@@ -4,33 +4,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness.analysis.claims import ComparisonResult, compare
 from harness.analysis.figures import confusion_heatmap
 from harness.analysis.stats import bracket_text, p_text, pp_text
+from harness.report import html
 from harness.report.claims import difference_cells
 from harness.report.compute import spent_by
 from harness.report.confusion import confusion_of
-from harness.report.html import (
-    PALETTE,
-    Section,
-    error_bars,
-    esc,
-    figure_html,
-    missing_html,
-    rounded,
-    source_line,
-    table_html,
-)
 from harness.report.ladder import Rung, ladder_figure, reference_lines, references_html
 from harness.report.summary import Headline, headline, headline_cell, recall_intervals, seed_list
 from harness.spec.claims import ClaimSpec, ReferenceSpec
 from harness.tracking.read import Results, RunRecord, run_sort_key
-
-if TYPE_CHECKING:
-    pass
-
 
 ANCHOR = "beyond"
 
@@ -80,11 +66,11 @@ def _ingredient(run: RunRecord) -> str:
 def beyond_section(
     suite: Results, table: Mapping[tuple[str, str], Headline] | None = None,
     references: Sequence[ReferenceSpec] = (),
-) -> Section:  # fmt: skip
+) -> html.Section:  # fmt: skip
     """The ablation ladder with intervals, what each rung buys, and the top rung vs rung 0."""
     rungs = ladder(suite)
     if not rungs:
-        return Section(ANCHOR, missing_html(NO_LADDER))
+        return html.Section(ANCHOR, html.missing_html(NO_LADDER))
     steps = chain(rungs)
     gaps = missing_rungs(steps)
     table = table or {}
@@ -96,7 +82,7 @@ def beyond_section(
         if result.missing and not _names_missing_rung(result)
     ]
     parts = [
-        source_line(suite, "final-epoch metrics and per-image predictions (eval/predictions.csv)"),
+        html.source_line(suite, "final-epoch metrics and per-image predictions (eval/predictions.csv)"),
         _intro_html(steps),
         _gaps_html(gaps, rungs, steps),
         ladder_figure(steps, table, reference_lines(rungs, references)),
@@ -106,7 +92,7 @@ def beyond_section(
         _off_ladder_html(suite, rungs, table),
         _top_vs_base_html(steps),
     ]
-    return Section(ANCHOR, "\n".join(part for part in parts if part), tuple(warnings))
+    return html.Section(ANCHOR, "\n".join(part for part in parts if part), tuple(warnings))
 
 
 def _intro_html(steps: Mapping[int, Rung]) -> str:
@@ -114,7 +100,7 @@ def _intro_html(steps: Mapping[int, Rung]) -> str:
     return (
         "<p>The study stopped at a residual CNN on 32-pixel faces. This ablation ladder starts "
         "from its best model (rung 0) and adds one ingredient of a modern recipe per rung "
-        f"(up to rung {top.number}, <code>{esc(top.experiment)}</code>), so each step's "
+        f"(up to rung {top.number}, <code>{html.esc(top.experiment)}</code>), so each step's "
         "difference is what that ingredient buys on top of everything below it. Intervals are "
         "95%: Student-t over seeds where a rung has several, otherwise a bootstrap over the "
         "validation images (“img”); differences are paired over the same validation images. "
@@ -136,7 +122,7 @@ def _gaps_html(gaps: Sequence[int], rungs: Sequence[Rung], steps: Mapping[int, R
                 f"Rung {rung.number} is claimed by both {steps[rung.number].experiment} and "
                 f"{rung.experiment}; the steps use {steps[rung.number].experiment}."
             )
-    return "".join(missing_html(line) for line in lines)
+    return "".join(html.missing_html(line) for line in lines)
 
 
 def _step_results(
@@ -179,11 +165,11 @@ def _names_missing_rung(result: ComparisonResult) -> bool:
 
 def _steps_html(results: Sequence[ComparisonResult], steps: Mapping[int, Rung]) -> str:
     if not results:
-        return missing_html("Only rung 0 has runs: there is no step to measure yet.")
+        return html.missing_html("Only rung 0 has runs: there is no step to measure yet.")
     items = "".join(_step_item(result) for result in results)
     compute = {rung.experiment: rung_tflop(rung) for rung in steps.values()}
     rows = [{**_step_row(result), "Train TFLOP (new / previous)": _compute_cell(result, compute)} for result in results]
-    return f'<ul class="claims">{items}</ul>' + table_html(rows, {})
+    return f'<ul class="claims">{items}</ul>' + html.table_html(rows, {})
 
 
 def rung_tflop(rung: Rung) -> float | None:
@@ -200,12 +186,12 @@ def _compute_cell(result: ComparisonResult, compute: Mapping[str, float | None])
 
 def _step_item(result: ComparisonResult) -> str:
     comparison, difference = result.comparison, result.difference
-    head = f"<strong>{esc(comparison.title)}: {esc(comparison.a)} − {esc(comparison.b)}.</strong> "
+    head = f"<strong>{html.esc(comparison.title)}: {html.esc(comparison.a)} − {html.esc(comparison.b)}.</strong> "
     if difference is None:
-        return f'<li class="unclear">{head}Not measured: {esc(result.missing)}.</li>'
+        return f'<li class="unclear">{head}Not measured: {html.esc(result.missing)}.</li>'
     interval = difference.accuracy
     css = "ok" if interval.low > 0 else "bad" if interval.high < 0 else "unclear"
-    return f'<li class="{css}">{head}{esc(step_sentence(result))}</li>'
+    return f'<li class="{css}">{head}{html.esc(step_sentence(result))}</li>'
 
 
 def step_sentence(result: ComparisonResult) -> str:
@@ -280,7 +266,7 @@ def _off_ladder_html(
         }
         for run in others
     ]
-    return "<h3>Also tagged <code>beyond</code>, off the ladder</h3>" + table_html(rows, {})
+    return "<h3>Also tagged <code>beyond</code>, off the ladder</h3>" + html.table_html(rows, {})
 
 
 def _top_vs_base_html(steps: Mapping[int, Rung]) -> str:
@@ -288,9 +274,9 @@ def _top_vs_base_html(steps: Mapping[int, Rung]) -> str:
     base = steps.get(0)
     heading = "<h3>The modern recipe next to the study's best</h3>"
     if base is None:
-        return heading + missing_html("Rung 0 (the study's best model) has no finished run.")
+        return heading + html.missing_html("Rung 0 (the study's best model) has no finished run.")
     if top is base:
-        return heading + missing_html("Only rung 0 has runs: no modern recipe to set beside it.")
+        return heading + html.missing_html("Only rung 0 has runs: no modern recipe to set beside it.")
     recall = _recall_figure(base, top)
     cards = [_confusion_card(rung) for rung in (base, top)]
     note = (
@@ -305,7 +291,7 @@ def _recall_figure(base: Rung, top: Rung) -> str:
 
     fig = go.Figure()
     absent = []
-    for rung, colour in ((base, PALETTE[0]), (top, PALETTE[2])):
+    for rung, colour in ((base, html.PALETTE[0]), (top, html.PALETTE[2])):
         estimate = recall_intervals(rung.seeds)
         if estimate is None:
             absent.append(rung.experiment)
@@ -313,16 +299,16 @@ def _recall_figure(base: Rung, top: Rung) -> str:
         labels, values, bounds = estimate
         fig.add_trace(
             go.Bar(
-                x=[esc(label) for label in labels],
-                y=rounded(values),
-                name=f"{esc(rung.label)} ({len(rung.seeds)} seed(s))",
+                x=[html.esc(label) for label in labels],
+                y=html.rounded(values),
+                name=f"{html.esc(rung.label)} ({len(rung.seeds)} seed(s))",
                 marker_color=colour,
-                error_y=error_bars(values, bounds),
-                hovertemplate="%{x}: recall %{y:.1%}<extra>" + esc(rung.experiment) + "</extra>",
+                error_y=html.error_bars(values, bounds),
+                hovertemplate="%{x}: recall %{y:.1%}<extra>" + html.esc(rung.experiment) + "</extra>",
             )
         )
     note = (
-        missing_html(f"No well-formed confusion matrix for {' or '.join(absent)}: no per-class recall.")
+        html.missing_html(f"No well-formed confusion matrix for {' or '.join(absent)}: no per-class recall.")
         if absent
         else ""
     )
@@ -339,7 +325,7 @@ def _recall_figure(base: Rung, top: Rung) -> str:
         },
         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 1, "xanchor": "right"},
     )  # fmt: skip
-    return note + figure_html(fig, height=460)
+    return note + html.figure_html(fig, height=460)
 
 
 def summed_confusion(
@@ -362,14 +348,14 @@ def _confusion_card(rung: Rung) -> str:
     matrix = summed_confusion(rung.seeds)
     if matrix is None:
         message = f"{rung.experiment} has no well-formed confusion matrix."
-        return f'<div class="card">{missing_html(message)}</div>'
+        return f'<div class="card">{html.missing_html(message)}</div>'
     labels, counts, normalized = matrix
     split = rung.seeds[0].tags.get("harness.eval_split", "evaluation")
     summed = f", {len(rung.seeds)} seeds summed" if len(rung.seeds) > 1 else ""
     fig = confusion_heatmap(
-        [esc(label) for label in labels],
+        [html.esc(label) for label in labels],
         counts,
-        [rounded(row) for row in normalized],
-        f"{esc(rung.label)}: confusion matrix ({esc(split)}{summed})",
+        [html.rounded(row) for row in normalized],
+        f"{html.esc(rung.label)}: confusion matrix ({html.esc(split)}{summed})",
     )
-    return f'<div class="card">{figure_html(fig, height=520)}</div>'
+    return f'<div class="card">{html.figure_html(fig, height=520)}</div>'

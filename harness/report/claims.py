@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness.analysis.claims import ComparisonResult, compare
 from harness.analysis.stats import (
@@ -12,23 +12,10 @@ from harness.analysis.stats import (
     p_text,
     pp_text,
 )
-from harness.report.html import (
-    PALETTE,
-    Section,
-    esc,
-    figure_html,
-    missing_html,
-    rounded,
-    source_line,
-    table_html,
-)
+from harness.report import html
 from harness.report.protocol import synthetic_warning
 from harness.spec.claims import ClaimSpec
 from harness.tracking.read import Results
-
-if TYPE_CHECKING:
-    pass
-
 
 VERDICT_CLASS = {
     "reproduced": "ok",
@@ -38,12 +25,12 @@ VERDICT_CLASS = {
 }
 
 
-def claims_section(suite: Results, comparisons: Sequence[ClaimSpec]) -> Section:
+def claims_section(suite: Results, comparisons: Sequence[ClaimSpec]) -> html.Section:
     """Each claim in words with its interval and p-value, a table, and a forest plot."""
     if not suite.runs:
-        return Section("claims", missing_html("No finished training runs: no claim can be tested."))
+        return html.Section("claims", html.missing_html("No finished training runs: no claim can be tested."))
     if not comparisons:
-        return Section("claims", missing_html("The suite file states no claims (no `claims:` section)."))
+        return html.Section("claims", html.missing_html("The suite file states no claims (no `claims:` section)."))
     results = [compare(comparison, suite.seed_runs) for comparison in comparisons]
     warnings = tuple(
         f"claim '{result.comparison.title}' not tested: {result.missing}"
@@ -53,8 +40,8 @@ def claims_section(suite: Results, comparisons: Sequence[ClaimSpec]) -> Section:
     claims = [result for result in results if result.comparison.study_claim]
     others = [result for result in results if not result.comparison.study_claim]
     parts = [
-        source_line(suite, "per-image predictions (eval/predictions.csv)"),
-        f'<p class="missing">{esc(warning)}</p>' if (warning := synthetic_warning(suite)) else "",
+        html.source_line(suite, "per-image predictions (eval/predictions.csv)"),
+        f'<p class="missing">{html.esc(warning)}</p>' if (warning := synthetic_warning(suite)) else "",
         "<p>Each line tests one of the study's claims on the data used here: the difference "
         "A − B in percentage points with a 95% paired bootstrap interval over the validation "
         "images, and McNemar's exact test on the same images. Rules in "
@@ -62,7 +49,7 @@ def claims_section(suite: Results, comparisons: Sequence[ClaimSpec]) -> Section:
         '<ul class="claims">' + "".join(_claim_item(result) for result in claims) + "</ul>",
         _forest_plot([result for result in results if result.difference is not None]),
         "<h3>All comparisons</h3>",
-        table_html([_comparison_row(result) for result in results], {}),
+        html.table_html([_comparison_row(result) for result in results], {}),
     ]
     if others:
         parts.append(
@@ -70,16 +57,16 @@ def claims_section(suite: Results, comparisons: Sequence[ClaimSpec]) -> Section:
             "expected direction is the paper's numbers or, where the paper is silent, the "
             "claim that balanced sampling helps.</p>"
         )
-    return Section("claims", "\n".join(part for part in parts if part), warnings)
+    return html.Section("claims", "\n".join(part for part in parts if part), warnings)
 
 
 def _claim_item(result: ComparisonResult) -> str:
     comparison = result.comparison
     css = VERDICT_CLASS[result.verdict]
-    head = f"<strong>The study: {esc(comparison.claim)}.</strong> "
+    head = f"<strong>The study: {html.esc(comparison.claim)}.</strong> "
     if result.difference is None:
-        return f'<li class="{css}">{head}Not tested: {esc(result.missing)}.</li>'
-    return f'<li class="{css}">{head}{esc(claim_sentence(result))}</li>'
+        return f'<li class="{css}">{head}Not tested: {html.esc(result.missing)}.</li>'
+    return f'<li class="{css}">{head}{html.esc(claim_sentence(result))}</li>'
 
 
 def claim_sentence(result: ComparisonResult) -> str:
@@ -143,15 +130,15 @@ def _forest_plot(results: Sequence[ComparisonResult]) -> str:
     if not results:
         return ""
     fig = go.Figure()
-    names = [esc(result.comparison.title) for result in results]
+    names = [html.esc(result.comparison.title) for result in results]
     for metric, label, colour, offset in (
-        ("accuracy", "Δ accuracy", PALETTE[0], -0.15),
-        ("balanced_accuracy", "Δ balanced accuracy", PALETTE[1], 0.15),
+        ("accuracy", "Δ accuracy", html.PALETTE[0], -0.15),
+        ("balanced_accuracy", "Δ balanced accuracy", html.PALETTE[1], 0.15),
     ):
         intervals = [getattr(result.difference, metric) for result in results]
         fig.add_trace(
             go.Scatter(
-                x=rounded(100 * i.estimate for i in intervals),
+                x=html.rounded(100 * i.estimate for i in intervals),
                 y=[index + offset for index in range(len(results))],
                 mode="markers",
                 name=label,
@@ -159,8 +146,8 @@ def _forest_plot(results: Sequence[ComparisonResult]) -> str:
                 error_x={
                     "type": "data",
                     "symmetric": False,
-                    "array": rounded(100 * (i.high - i.estimate) for i in intervals),
-                    "arrayminus": rounded(100 * (i.estimate - i.low) for i in intervals),
+                    "array": html.rounded(100 * (i.high - i.estimate) for i in intervals),
+                    "arrayminus": html.rounded(100 * (i.estimate - i.low) for i in intervals),
                 },
                 text=names,
                 hovertemplate="%{text}<br>" + label + ": %{x:+.1f} pp<extra></extra>",
@@ -178,4 +165,4 @@ def _forest_plot(results: Sequence[ComparisonResult]) -> str:
         },
         legend={"orientation": "h", "y": -0.25, "yanchor": "top"},
     )
-    return figure_html(fig, height=140 + 55 * len(results))
+    return html.figure_html(fig, height=140 + 55 * len(results))

@@ -4,33 +4,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness.analysis.stats import (
     mean_interval,
 )
-from harness.report.html import (
-    PALETTE,
-    Section,
-    esc,
-    figure_html,
-    missing_html,
-    rounded,
-    source_line,
-    table_html,
-)
+from harness.report import html
 from harness.tracking.read import Results, RunRecord, run_sort_key
 
-if TYPE_CHECKING:
-    pass
 
-
-def overfitting_section(suite: Results) -> Section:
+def overfitting_section(suite: Results) -> html.Section:
     """The gap between training and validation accuracy per epoch, one line per run."""
     experiments = sorted(suite.seed_runs.items(), key=lambda item: run_sort_key(item[1][0]))
     with_gap = [(name, runs) for name, runs in experiments if any(_has_gap(run) for run in runs)]
     if not with_gap:
-        return Section("overfitting", missing_html("No run has per-epoch training and validation accuracy."))
+        return html.Section("overfitting", html.missing_html("No run has per-epoch training and validation accuracy."))
     fig = _gap_figure(with_gap)
     rows = [_gap_row(name, runs) for name, runs in with_gap]
     note = (
@@ -39,7 +27,7 @@ def overfitting_section(suite: Results) -> Section:
         "of training accuracy (on the images drawn that epoch) minus validation accuracy (on "
         "the whole validation split).</p>"
     )
-    return Section("overfitting", source_line(suite, "per-epoch accuracy") + note + fig + table_html(rows, {}))
+    return html.Section("overfitting", html.source_line(suite, "per-epoch accuracy") + note + fig + html.table_html(rows, {}))
 
 
 def _has_gap(run: RunRecord) -> bool:
@@ -54,7 +42,7 @@ def _gap_figure(groups: Sequence[tuple[str, Sequence[RunRecord]]]) -> str:
 
     fig = go.Figure()
     for index, (name, runs) in enumerate(groups):
-        colour = PALETTE[index % len(PALETTE)]
+        colour = html.PALETTE[index % len(html.PALETTE)]
         for position, run in enumerate(run for run in runs if _has_gap(run)):
             history = run.history
             gap = 100 * (history["train_accuracy"] - history["val_accuracy"])
@@ -62,13 +50,13 @@ def _gap_figure(groups: Sequence[tuple[str, Sequence[RunRecord]]]) -> str:
             fig.add_trace(
                 go.Scatter(
                     x=history["epoch"].tolist(),
-                    y=rounded(gap.tolist(), 2),
+                    y=html.rounded(gap.tolist(), 2),
                     mode="lines+markers",
-                    name=esc(name),
-                    legendgroup=esc(name),
+                    name=html.esc(name),
+                    legendgroup=html.esc(name),
                     showlegend=position == 0,
-                    line={"color": colour, "dash": "solid" if index < len(PALETTE) else "dot"},
-                    hovertemplate=f"{esc(name)}{seed}<br>epoch %{{x}}<br>gap %{{y:+.1f}} pp<extra></extra>",
+                    line={"color": colour, "dash": "solid" if index < len(html.PALETTE) else "dot"},
+                    hovertemplate=f"{html.esc(name)}{seed}<br>epoch %{{x}}<br>gap %{{y:+.1f}} pp<extra></extra>",
                 )
             )
     fig.add_hline(y=0, line={"color": "#555", "dash": "dash"})
@@ -77,7 +65,7 @@ def _gap_figure(groups: Sequence[tuple[str, Sequence[RunRecord]]]) -> str:
         xaxis={"title": {"text": "epoch"}},
         yaxis={"title": {"text": "training − validation accuracy (pp)"}},
     )
-    return figure_html(fig, height=480)
+    return html.figure_html(fig, height=480)
 
 
 def _gap_row(name: str, runs: Sequence[RunRecord]) -> dict[str, Any]:

@@ -5,34 +5,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness.analysis.figures import paper_markers
 from harness.analysis.stats import (
     Interval,
 )
-from harness.report.html import (
-    PALETTE,
-    Section,
-    esc,
-    figure_html,
-    missing_html,
-    rounded,
-    source_line,
-    table_html,
-)
+from harness.report import html
 from harness.report.summary import Headline, headline, headlines
 from harness.tracking.read import Results, RunRecord
 
-if TYPE_CHECKING:
-    pass
 
-
-def paper_section(suite: Results, table: Mapping[tuple[str, str], Headline] | None = None) -> Section:
+def paper_section(suite: Results, table: Mapping[tuple[str, str], Headline] | None = None) -> html.Section:
     """Per paper iteration: the study's accuracy, ours with its interval, the gap, both rankings."""
     rows = [run for run in suite.runs if run.paper_iteration is not None]
     if not rows:
-        return Section("paper", missing_html("No run reproduces one of the paper's iterations."))
+        return html.Section("paper", html.missing_html("No run reproduces one of the paper's iterations."))
     table = headlines(suite) if table is None else table
     ours = {
         run.experiment: table.get((run.experiment, "final_val_accuracy"))
@@ -57,7 +45,7 @@ def paper_section(suite: Results, table: Mapping[tuple[str, str], Headline] | No
     order = (
         "<p>Rank 1 is the highest accuracy among the iterations the paper gives a number for "
         "(ties share a rank). Paper order: "
-        f"{esc(_ordering(paper_rank))}; ours: {esc(_ordering(our_rank))}.</p>"
+        f"{html.esc(_ordering(paper_rank))}; ours: {html.esc(_ordering(our_rank))}.</p>"
         if ranked
         else ""
     )
@@ -67,13 +55,13 @@ def paper_section(suite: Results, table: Mapping[tuple[str, str], Headline] | No
         "as much as the code. The ranking is the comparable part.</p>"
     )
     body = (
-        source_line(suite)
+        html.source_line(suite)
         + note
-        + table_html(table, {})
+        + html.table_html(table, {})
         + order
         + _paper_figure(rows, ours)
     )
-    return Section("paper", body)
+    return html.Section("paper", body)
 
 
 def _ranks(values: Mapping[str, float]) -> dict[str, int]:
@@ -104,21 +92,21 @@ def _ours_cell(values: tuple[float, float | None, Interval | None, str]) -> str 
 def _paper_figure(runs: Sequence[RunRecord], ours: Mapping[str, tuple[Any, ...]]) -> str:
     import plotly.graph_objects as go
 
-    names = [f"{esc(run.paper_iteration)}: {esc(run.experiment)}" for run in runs]
+    names = [f"{html.esc(run.paper_iteration)}: {html.esc(run.experiment)}" for run in runs]
     means = [ours[run.experiment][0] for run in runs]
     intervals = [ours[run.experiment][2] for run in runs]
     fig = go.Figure()
     fig.add_trace(
         go.Bar(
             x=names,
-            y=rounded(None if math.isnan(m) else m for m in means),
+            y=html.rounded(None if math.isnan(m) else m for m in means),
             name="reproduced (mean, 95% interval)",
-            marker_color=PALETTE[0],
+            marker_color=html.PALETTE[0],
             error_y={
                 "type": "data",
                 "symmetric": False,
-                "array": rounded((i.high - m) if i else 0.0 for i, m in zip(intervals, means, strict=True)),
-                "arrayminus": rounded((m - i.low) if i else 0.0 for i, m in zip(intervals, means, strict=True)),
+                "array": html.rounded((i.high - m) if i else 0.0 for i, m in zip(intervals, means, strict=True)),
+                "arrayminus": html.rounded((m - i.low) if i else 0.0 for i, m in zip(intervals, means, strict=True)),
             },
         )
     )
@@ -129,7 +117,7 @@ def _paper_figure(runs: Sequence[RunRecord], ours: Mapping[str, tuple[Any, ...]]
         yaxis={"title": {"text": "validation accuracy"}, "range": [0, 1], "tickformat": ".0%"},
         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 1, "xanchor": "right"},
     )
-    return figure_html(fig, height=440)
+    return html.figure_html(fig, height=440)
 
 
 def _pct(value: float | None) -> str | None:

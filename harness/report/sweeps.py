@@ -7,15 +7,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from harness.report.html import (
-    PALETTE,
-    Section,
-    esc,
-    figure_html,
-    missing_html,
-    rounded,
-    table_html,
-)
+from harness.report import html
 from harness.tracking.read import Results, SweepRecord
 
 if TYPE_CHECKING:
@@ -25,12 +17,12 @@ if TYPE_CHECKING:
 TRIAL_COLOURS = {"COMPLETE": "#1f77b4", "PRUNED": "#b0b0b0", "FAIL": "#d62728"}
 
 
-def sweeps_section(suite: Results) -> Section:
+def sweeps_section(suite: Results) -> html.Section:
     """Per Optuna study: counts, the best trial, optimisation history, parameter importances."""
     if not suite.sweeps:
-        return Section(
+        return html.Section(
             "sweeps",
-            missing_html(
+            html.missing_html(
                 "No sweep in this experiment (no run tagged harness.kind=sweep): run "
                 "`harness sweep` to add one."
             ),
@@ -43,29 +35,29 @@ def sweeps_section(suite: Results) -> Section:
     for sweep in suite.sweeps:
         parts.append(_sweep_block(sweep))
         warnings.extend(f"sweep {sweep.study}: {problem}" for problem in sweep.problems)
-    return Section("sweeps", "\n".join(parts), tuple(warnings))
+    return html.Section("sweeps", "\n".join(parts), tuple(warnings))
 
 
 def _sweep_block(sweep: SweepRecord) -> str:
     states = _state_counts(sweep)
     objective = sweep.objective or "objective"
     facts = (
-        f"<p>Base experiment <code>{esc(sweep.experiment or '?')}</code>; objective "
-        f"<code>{esc(objective)}</code> ({esc(sweep.direction or 'direction unknown')}) on the "
-        f"validation split; sweep run <code>{esc(sweep.run_id)}</code> ({esc(sweep.status)}). "
+        f"<p>Base experiment <code>{html.esc(sweep.experiment or '?')}</code>; objective "
+        f"<code>{html.esc(objective)}</code> ({html.esc(sweep.direction or 'direction unknown')}) on the "
+        f"validation split; sweep run <code>{html.esc(sweep.run_id)}</code> ({html.esc(sweep.status)}). "
         f"Trials: {states['COMPLETE']} completed, {states['PRUNED']} pruned, "
         f"{states['FAIL']} failed"
         + (f", {states['RUNNING']} running" if states.get("RUNNING") else "")
         + ".</p>"
     )
-    parts = [f'<div class="block"><h3>Study {esc(sweep.study)}</h3>', facts, _best_trial_html(sweep)]
+    parts = [f'<div class="block"><h3>Study {html.esc(sweep.study)}</h3>', facts, _best_trial_html(sweep)]
     if sweep.trials:
         parts.append(_history_figure(sweep))
     else:
-        parts.append(missing_html("No trials recorded (optuna/trials.json missing or empty)."))
+        parts.append(html.missing_html("No trials recorded (optuna/trials.json missing or empty)."))
     parts.append(_importance_html(sweep))
     if sweep.problems:
-        parts.append('<p class="note">Missing: ' + esc("; ".join(sweep.problems)) + "</p>")
+        parts.append('<p class="note">Missing: ' + html.esc("; ".join(sweep.problems)) + "</p>")
     parts.append("</div>")
     return "\n".join(parts)
 
@@ -89,14 +81,14 @@ def _best_trial_html(sweep: SweepRecord) -> str:
         key.removeprefix("best."): value for key, value in sweep.params.items() if key.startswith("best.")
     }
     if value is None and not params:
-        return missing_html("No best trial yet (no trial completed).")
+        return html.missing_html("No best trial yet (no trial completed).")
     row: dict[str, Any] = {
         "Best trial": best.get("number"),
         sweep.objective or "objective": f"{value:.4f}" if isinstance(value, int | float) else value,
         **{f"{key}": _param_text(val) for key, val in sorted(params.items())},
         "MLflow run": best.get("mlflow_run_id"),
     }
-    return table_html([row], {})
+    return html.table_html([row], {})
 
 
 def _param_text(value: Any) -> str:
@@ -119,12 +111,12 @@ def _history_figure(sweep: SweepRecord) -> str:
         fig.add_trace(_best_so_far(complete, sweep.direction != "minimize"))
     objective = sweep.objective or "objective"
     fig.update_layout(
-        title={"text": f"Optimisation history of study {esc(sweep.study)}"},
+        title={"text": f"Optimisation history of study {html.esc(sweep.study)}"},
         xaxis={"title": {"text": "trial number"}},
-        yaxis={"title": {"text": esc(objective)}},
+        yaxis={"title": {"text": html.esc(objective)}},
         legend={"orientation": "h", "y": -0.2, "yanchor": "top"},
     )
-    return figure_html(fig, height=420)
+    return html.figure_html(fig, height=420)
 
 
 def _trial_scatter(trials: Sequence[Mapping[str, Any]], name: str, state: str, source: str) -> go.Scatter:
@@ -133,7 +125,7 @@ def _trial_scatter(trials: Sequence[Mapping[str, Any]], name: str, state: str, s
     values = [_number(t.get("value")) if source == "value" else _last_intermediate(t) for t in trials]
     return go.Scatter(
         x=[int(t.get("number", 0)) for t in trials],
-        y=rounded(values),
+        y=html.rounded(values),
         mode="markers",
         name=name,
         marker={"color": TRIAL_COLOURS[state], "size": 8, "symbol": "circle" if state == "COMPLETE" else "x"},
@@ -150,9 +142,9 @@ def _best_so_far(trials: Sequence[Mapping[str, Any]], maximize: bool) -> go.Scat
         best.append(value if not best else (max if maximize else min)(best[-1], value))
     return go.Scatter(
         x=[int(t.get("number", 0)) for t in trials],
-        y=rounded(best),
+        y=html.rounded(best),
         mode="lines",
-        line={"shape": "hv", "color": PALETTE[3]},
+        line={"shape": "hv", "color": html.PALETTE[3]},
         name="best so far",
     )
 
@@ -170,19 +162,19 @@ def _importance_html(sweep: SweepRecord) -> str:
     ordered = sorted(importances.items(), key=lambda item: item[1])
     fig = go.Figure(
         go.Bar(
-            x=rounded(value for _, value in ordered),
-            y=[esc(name) for name, _ in ordered],
+            x=html.rounded(value for _, value in ordered),
+            y=[html.esc(name) for name, _ in ordered],
             orientation="h",
-            marker_color=PALETTE[0],
+            marker_color=html.PALETTE[0],
             name="importance",
         )
     )
     fig.update_layout(
-        title={"text": f"Parameter importances of study {esc(sweep.study)} (Optuna, fANOVA)"},
+        title={"text": f"Parameter importances of study {html.esc(sweep.study)} (Optuna, fANOVA)"},
         xaxis={"title": {"text": "importance (share of objective variance)"}},
         yaxis={"title": {"text": "parameter"}},
     )
-    return figure_html(fig, height=160 + 36 * len(ordered))
+    return html.figure_html(fig, height=160 + 36 * len(ordered))
 
 
 def _number(value: Any) -> float | None:

@@ -46,11 +46,7 @@ def best_run(tracker: Tracker, metric: str, experiment: str | None = None) -> An
     where = "tags.`harness.kind` = 'train' and attributes.status = 'FINISHED'"
     if experiment:
         where += f" and tags.`harness.experiment` = '{experiment}'"
-    try:
-        runs = tracker.client.search_runs([tracker.experiment_id], filter_string=where,
-                                          order_by=[f"metrics.`{key}` DESC"], max_results=1)  # fmt: skip
-    except Exception as exc:  # noqa: BLE001 - any store failure is reported the same way
-        raise TrackingError(f"{tracker.tracking_uri}: cannot search runs: {first_line(exc)}") from None
+    runs = tracker.search(where, max_results=1, order_by=f"metrics.`{key}` DESC")
     if not runs or key not in runs[0].data.metrics:
         raise TrackingError(f"{tracker.tracking_uri}: no FINISHED training run with {key} in '{tracker.experiment_name}'")
     return runs[0]

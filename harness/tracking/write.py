@@ -138,17 +138,22 @@ class Tracker:
 
     def unfinished_runs(self, key: str, kind: str = KIND_TRAIN) -> list[str]:
         """Ids of FAILED or KILLED runs of this run key and kind, newest first (resume candidates)."""
-        try:
-            runs = self.client.search_runs(
-                [self.experiment_id],
-                filter_string=f"tags.`{TAG}run_key` = '{key}' and tags.`{TAG}kind` = '{kind}' "
-                "and attributes.status != 'FINISHED' and attributes.status != 'RUNNING'",
-                order_by=["attributes.start_time DESC"],
-                max_results=20,
-            )
-        except Exception as exc:  # noqa: BLE001 - any store failure is reported the same way
-            raise TrackingError(f"{self.tracking_uri}: cannot search runs: {first_line(exc)}") from None
+        runs = self.search(
+            f"tags.`{TAG}run_key` = '{key}' and tags.`{TAG}kind` = '{kind}' "
+            "and attributes.status != 'FINISHED' and attributes.status != 'RUNNING'",
+            max_results=20,
+        )
         return [run.info.run_id for run in runs]
+
+    def search(self, where: str, *, max_results: int, order_by: str = "attributes.start_time DESC") -> list[Any]:
+        """This experiment's runs matching the filter `where`; a store failure is a TrackingError."""
+        try:
+            return list(self.client.search_runs([self.experiment_id], filter_string=where,
+                                                order_by=[order_by], max_results=max_results))  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - any store failure is reported the same way
+            raise TrackingError(
+                f"{self.tracking_uri}, experiment '{self.experiment_name}': cannot search runs: {first_line(exc)}"
+            ) from None
 
     def download_artifacts(self, run_id: str, artifact_dir: str, folder: Path) -> Path | None:
         """A run's artifact folder downloaded into `folder`, or None if it has none."""
@@ -240,16 +245,10 @@ class Tracker:
         # Experiment names never hold quotes, so the name is safe inside the filter string.
         if not NAME_PATTERN.match(run_ref):
             raise HarnessError(f"--run: '{run_ref}' is neither a run id nor an experiment name")
-        try:
-            runs = client.search_runs(
-                [self.experiment_id],
-                filter_string=f"tags.`harness.experiment` = '{run_ref}' and tags.`harness.kind` = 'train' "
-                "and attributes.status = 'FINISHED'",
-                order_by=["attributes.start_time DESC"],
-                max_results=1,
-            )
-        except Exception as exc:  # noqa: BLE001 - any store failure is reported the same way
-            raise TrackingError(f"{where}: cannot search runs: {first_line(exc)}") from None
+        runs = self.search(
+            f"tags.`harness.experiment` = '{run_ref}' and tags.`harness.kind` = 'train' and attributes.status = 'FINISHED'",
+            max_results=1,
+        )
         if not runs:
             raise TrackingError(f"{where}: no FINISHED training run of experiment '{run_ref}'")
         return runs[0]
