@@ -94,9 +94,10 @@ def prepare(im, box: tuple[int, int, int, int] | None, prep: Preprocess) -> np.n
         im = ImageOps.exif_transpose(im)
     full_w, full_h = im.size
     box = _clamp(box, full_w, full_h)
-    if im.format == "JPEG":
-        # Reduced-size DCT decoding: never below the target size for the face box.
-        scale = min(box[2], box[3]) / prep.image_size
+    scale = min(box[2], box[3]) / prep.image_size
+    if im.format == "JPEG" and (scale >= 2 or im.mode != "L"):
+        # Reduced-size DCT decoding: never below the target size for the face box. (A grey JPEG
+        # less than twice the target is decoded whole whatever draft is told: skipped.)
         im.draft(mode, (max(1, int(full_w / scale)), max(1, int(full_h / scale))))
     sx, sy = im.size[0] / full_w, im.size[1] / full_h
     crop = (box[0] * sx, box[1] * sy, (box[0] + box[2]) * sx, (box[1] + box[3]) * sy)
@@ -104,6 +105,10 @@ def prepare(im, box: tuple[int, int, int, int] | None, prep: Preprocess) -> np.n
     # resampling work (FER2013's faces).
     im = to_mode(im, "L" if im.mode == "L" else mode)
     im = im.resize((prep.image_size, prep.image_size), Image.Resampling.BILINEAR, box=crop)
+    if im.mode == "L" and mode == "RGB":
+        # PIL's L -> RGB copies the grey level into each channel: the same bytes, done by numpy
+        # on the small array (a third of the bytes to copy out of PIL).
+        return np.repeat(np.asarray(im, dtype=np.uint8)[:, :, None], 3, axis=2)
     array = np.asarray(to_mode(im, mode), dtype=np.uint8)
     return array.reshape(prep.image_size, prep.image_size, prep.channels)
 
