@@ -404,3 +404,22 @@ def test_real_fer2013_trains_well_above_chance(tmp_path: Path, capsys: pytest.Ca
     held_out = len(json.loads(split.read_text())["val"])
     assert 2_860 <= held_out <= 2_880
     assert held_out - 11 <= sum(map(sum, confusion["counts"])) <= held_out
+
+
+@pytest.mark.parametrize(("size", "channels"), [(32, 3), (48, 3), (32, 1), (48, 1)])
+def test_a_grey_jpeg_prepares_as_plain_pil_would(tmp_path: Path, size: int, channels: int) -> None:
+    """A grey 48 px JPEG (FER2013's faces) resized then widened to RGB gives exactly PIL's own
+    resize + convert: the cache's shortcuts (numpy widening, no draft below 2x) change no byte. (At half the size or less, draft
+    decoding applies by design and the bytes differ.)"""
+    from harness.data.cache import prepare
+
+    rng = np.random.default_rng(1)
+    path = tmp_path / "face.jpg"
+    Image.fromarray(rng.integers(0, 256, (48, 48), dtype=np.uint8), "L").save(path, quality=90)
+    mode = "RGB" if channels == 3 else "L"
+    with Image.open(path) as im:
+        expected = np.asarray(im.convert("L").resize((size, size), Image.Resampling.BILINEAR).convert(mode))
+    with Image.open(path) as im:
+        got = prepare(im, None, Preprocess(image_size=size, channels=channels))
+    assert got.dtype == np.uint8 and got.shape == (size, size, channels)
+    assert np.array_equal(got, expected.reshape(size, size, channels))
