@@ -77,3 +77,24 @@ def test_a_cheap_profiles_runs_are_kept_apart_and_ranked_against_the_full_ones(t
     assert "## The `proxy` profile's ranking against these runs" in page
     assert "Kendall's tau" in page and "| `a` |" in page
     assert "3 finished run(s) of profile 'proxy' not shown" in page
+
+
+def test_an_experiment_name_means_its_profiles_runs_only(tmp_path: Path) -> None:
+    """`harness register modern_cpu` after a proxy run of it registers the full run, never the
+    newer proxy one; with only proxy runs the error names their profile."""
+    import dataclasses
+
+    from mlflow_fixtures import log_fake_run
+
+    from harness.core.errors import TrackingError
+    from harness.tracking.write import open_existing
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    full = log_fake_run(uri, "s", "a", n_classes=7, quality=0.7, seed=0)
+    proxy = log_fake_run(uri, "s", "a", n_classes=7, quality=0.5, seed=1, tags={"harness.profile": "proxy"})
+    log_fake_run(uri, "s", "b", n_classes=7, quality=0.5, seed=1, tags={"harness.profile": "proxy"})
+    tracker = open_existing(uri, "s")
+    assert tracker.find_training_run("a").info.run_id == full
+    assert dataclasses.replace(tracker, profile="proxy").find_training_run("a").info.run_id == proxy
+    with pytest.raises(TrackingError, match=r"experiment 'b' outside any profile.*'proxy'"):
+        tracker.find_training_run("b")

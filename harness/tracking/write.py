@@ -82,6 +82,9 @@ class Tracker:
     experiment_id: str
     # Where a run's results go when the server went away mid-run (see harness.tracking.recovery).
     recovery_dir: Path | None = None
+    # The suite file's profile ("" = none): an experiment name means that profile's runs only,
+    # so a proxy's tenth-of-the-compute run never stands in for the full one.
+    profile: str = ""
 
     def find_finished(self, key: str, tag: str = "run_key") -> str | None:
         """The id of a FINISHED training run whose tag `harness.<tag>` is `key`, if there is one.
@@ -247,11 +250,15 @@ class Tracker:
             raise HarnessError(f"--run: '{run_ref}' is neither a run id nor an experiment name")
         runs = self.search(
             f"tags.`harness.experiment` = '{run_ref}' and tags.`harness.kind` = 'train' and attributes.status = 'FINISHED'",
-            max_results=1,
+            max_results=200,
         )
-        if not runs:
-            raise TrackingError(f"{where}: no FINISHED training run of experiment '{run_ref}'")
-        return runs[0]
+        for run in runs:
+            if run.data.tags.get("harness.profile", "") == self.profile:
+                return run
+        under = f" under profile '{self.profile}'" if self.profile else " outside any profile"
+        others = sorted({run.data.tags.get("harness.profile", "") for run in runs})
+        hint = f" (there are runs of profile(s) {', '.join(repr(o or '(none)') for o in others)}: name one by its run id)" if others else ""
+        raise TrackingError(f"{where}: no FINISHED training run of experiment '{run_ref}'{under}{hint}")
 
     def download_for_eval(self, run_id: str, folder: Path) -> dict[str, Path]:
         """The run's files evaluation needs (the hashes only if logged), downloaded into `folder`."""
