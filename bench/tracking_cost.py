@@ -2,8 +2,8 @@
 
 overhead = median over the tracked runs of (the run's wall time - the untracked work inside it) /
 that work. Measured twice: on the suite's own seconds-long run with a checkpoint every epoch (what
-one run and one checkpoint cost), and on a minute-long run of the same experiment (ten times the
-images an epoch) at the default checkpoint interval, the figure judged (target <= 2 %, all in:
+one run and one checkpoint cost), and on the same experiment with ten times the images an epoch
+(half a minute to a minute on 2 cores) at the default checkpoint interval, the figure judged (target <= 2 %, all in:
 plus one checkpoint a minute, the automatic interval's most, and the system-metrics monitor).
 """
 
@@ -85,7 +85,7 @@ class Account:
 
 
 def _tracked_specs(suite: Suite, sizes: Sizes, device: str) -> tuple[Any, Any]:
-    """The suite's run with a checkpoint every epoch, and the minute-long run at the default interval."""
+    """The suite's run with a checkpoint every epoch, and the run ten times the suite's length at the default interval."""
     spec = suite.experiments[TRACKED_EXPERIMENT]
     train: dict[str, Any] = {"device": device}
     sampler: dict[str, Any] = {}

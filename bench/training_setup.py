@@ -61,7 +61,7 @@ class Sizes:
     tracking_epochs: int | None  # None: the experiment's own epochs and per_epoch
     tracking_per_epoch: int | None
     tracking_repeats: int
-    tracking_long_per_epoch: int  # the minute-long run: the same epochs, this many images each
+    tracking_long_per_epoch: int  # the run ten times the suite's length: the same epochs, this many images each
     tracking_long_repeats: int
 
 

@@ -82,8 +82,6 @@ def test_a_cheap_profiles_runs_are_kept_apart_and_ranked_against_the_full_ones(t
 def test_an_experiment_name_means_its_profiles_runs_only(tmp_path: Path) -> None:
     """`harness register modern_cpu` after a proxy run of it registers the full run, never the
     newer proxy one; with only proxy runs the error names their profile."""
-    import dataclasses
-
     from mlflow_fixtures import log_fake_run
 
     from harness.core.errors import TrackingError
@@ -95,6 +93,6 @@ def test_an_experiment_name_means_its_profiles_runs_only(tmp_path: Path) -> None
     log_fake_run(uri, "s", "b", n_classes=7, quality=0.5, seed=1, tags={"harness.profile": "proxy"})
     tracker = open_existing(uri, "s")
     assert tracker.find_training_run("a").info.run_id == full
-    assert dataclasses.replace(tracker, profile="proxy").find_training_run("a").info.run_id == proxy
+    assert open_existing(uri, "s", profile="proxy").find_training_run("a").info.run_id == proxy
     with pytest.raises(TrackingError, match=r"experiment 'b' outside any profile.*'proxy'"):
         tracker.find_training_run("b")

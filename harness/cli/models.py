@@ -12,7 +12,7 @@ def _tracker(args: argparse.Namespace) -> tuple[Any, Any]:
     from harness.tracking.write import open_existing
 
     suite = load_from_args(args)
-    return suite, open_existing(tracking_uri_of(args, suite.root), suite.name)
+    return suite, open_existing(tracking_uri_of(args, suite.root), suite.name, profile=suite.profile or "")
 
 
 def cmd_register(args: argparse.Namespace) -> int:

@@ -257,7 +257,7 @@ class Tracker:
                 return run
         under = f" under profile '{self.profile}'" if self.profile else " outside any profile"
         others = sorted({run.data.tags.get("harness.profile", "") for run in runs})
-        hint = f" (there are runs of profile(s) {', '.join(repr(o or '(none)') for o in others)}: name one by its run id)" if others else ""
+        hint = f" (there are runs of profile(s) {', '.join(repr(o or '(none)') for o in others)}: name one by its run id, or pass --profile)" if others else ""
         raise TrackingError(f"{where}: no FINISHED training run of experiment '{run_ref}'{under}{hint}")
 
     def download_for_eval(self, run_id: str, folder: Path) -> dict[str, Path]:
@@ -386,8 +386,9 @@ def _tag_experiment(client: Any, experiment_id: str, experiment: Any, descriptio
             client.set_experiment_tag(experiment_id, key, value)
 
 
-def open_existing(tracking_uri: str, experiment_name: str) -> Tracker:
-    """The suite's experiment in a store that must already hold it: for reading, never creating."""
+def open_existing(tracking_uri: str, experiment_name: str, profile: str = "") -> Tracker:
+    """The suite's experiment in a store that must already hold it: for reading, never creating.
+    An experiment name then means the runs of `profile` ("" = none; see Tracker.profile)."""
     if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[len("sqlite:///") :]).is_file():
         raise TrackingError(f"{tracking_uri}: no tracking store there (no such database file)")
     check_reachable(tracking_uri)
@@ -400,7 +401,7 @@ def open_existing(tracking_uri: str, experiment_name: str) -> Tracker:
         raise TrackingError(f"{tracking_uri}: tracking store unavailable: {first_line(exc)}") from None
     if experiment is None or experiment.lifecycle_stage == "deleted":
         raise TrackingError(f"{tracking_uri}: no experiment '{experiment_name}' (the suite's name) in this store")
-    return Tracker(tracking_uri, experiment_name, client, experiment.experiment_id)
+    return Tracker(tracking_uri, experiment_name, client, experiment.experiment_id, profile=profile)
 
 
 def _create_experiment(client: Any, tracking_uri: str, name: str) -> str:
