@@ -33,12 +33,11 @@ import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import common
 import numpy as np
-from common import REPO, REPORT, cpu_model, merge_report, time_variants
+from common import REPO, REPORT, merge_report, time_variants
 from PIL import Image
 
 # Only what the decoder's workers need anyway, at the top: spawned workers re-import this
@@ -293,10 +292,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.append(measure("affectnet", records, args.repeats, notes))
     print_table(results)
     details = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join(["bench/preprocess.py", *(argv if argv is not None else sys.argv[1:])]),
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu": cpu_model(),
+        **common.machine(
+            " ".join(["bench/preprocess.py", *(argv if argv is not None else sys.argv[1:])])
+        ),
         "repeats": args.repeats,
         "quick": args.quick,
         "image_size": PREP.image_size,
