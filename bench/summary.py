@@ -66,6 +66,8 @@ ROWS = (
     Row("3", "spread of identical untracked runs (wall), (max - min) / median", "tracking_noise_wall", "%", section="tracking"),
     Row("4", "preprocessing vs plain PIL loop, fer2013 48 px", "preprocess_fer2013_ratio", "x", 1.8, False, "preprocess"),
     Row("4", "its ceiling (decoding alone), fer2013 48 px", "preprocess_fer2013_ceiling", "x", section="preprocess"),
+    Row("4", "its measured ceiling (the decoder split over the cores, nothing sent back), fer2013", "preprocess_fer2013_parallel_ceiling", "x", section="preprocess"),
+    Row("4", "how far the cores scale that decoder (split / one process), fer2013", "preprocess_fer2013_core_scaling", "x", section="preprocess"),
     Row("4", "preprocessing vs plain PIL loop, 400-700 px", "preprocess_affectnet_ratio", "x", 4.0, False, "preprocess"),
     Row("5", "make reproduce after set-up (make bench-e2e)", "e2e_total_s", "s", 900.0, True, "e2e"),
     Row("5", "make reproduce --profile smoke", "e2e_smoke_total_s", "s", section="e2e_smoke"),

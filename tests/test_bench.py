@@ -72,7 +72,7 @@ def test_quick_benchmarks_write_every_figure(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     for key in (
         "startup_help_s", "preprocess_affectnet_ratio", "train_overhead", "train_pipeline_suite_speedup", "train_pipeline_large_speedup",
-        "gemm_fp32_gflop_s", "efficiency_residual_cnn", "tracking_overhead",
+        "gemm_fp32_gflop_s", "efficiency_residual_cnn", "tracking_overhead", "preprocess_affectnet_parallel_ceiling",
     ):  # fmt: skip
         assert isinstance(data[key], int | float), key
     assert data["startup_heavy_imports"] == 0
