@@ -143,7 +143,7 @@ def parallel_ceiling_variant(
     share with `decode_all(workers=1)` and sends back only a count: no start-up, no transfer, no
     scheduling. What that reaches against one process is how far this machine's cores scale this
     work (shared caches, memory bandwidth and, on a virtual machine, the host's scheduling), so
-    `img/s of this variant / plain` is a measured ceiling for the harness's ratio.
+    `img/s of this variant / plain` is a measured ceiling for the harness's ratio with this decoder.
     Returns the timed call and the pool's close.
     """
     import multiprocessing
@@ -151,13 +151,17 @@ def parallel_ceiling_variant(
     n = len(records)
     bounds = [(i * n // workers, (i + 1) * n // workers) for i in range(workers)]
     pool = multiprocessing.get_context("fork").Pool(workers, _set_part_records, (list(records),))
-    pool.map(_decode_part, [(0, 1)] * workers)  # imports and PIL's plugins, outside the timing
+    try:
+        pool.map(_decode_part, [(0, 1)] * workers, chunksize=1)  # imports and PIL's plugins, untimed
+    except BaseException:
+        pool.terminate()
+        raise
 
     def run() -> int:
         return sum(pool.map(_decode_part, bounds, chunksize=1))
 
     def close() -> None:
-        pool.close()
+        pool.terminate()  # idle by now; never waits on a worker that died
         pool.join()
 
     return run, close
@@ -183,7 +187,7 @@ def measure(
         record.path.read_bytes()
     plain_decode(records[:32], PREP)  # imports and PIL's plugin registry, outside the timing
     small = records[: CHUNK + 1]
-    workers = os.cpu_count() or 1  # decode_all's default
+    workers = min(os.cpu_count() or 1, -(-len(records) // CHUNK))  # as decode_all chooses
     parallel, close_parallel = parallel_ceiling_variant(records, workers)
     variants = {
         "harness": lambda: harness_decode(records, PREP, None),
@@ -280,8 +284,8 @@ def report_keys(result: Result) -> dict[str, float]:
         # below the target, the target is out of reach on these images, whatever the code does.
         f"{prefix}_ceiling": round(result.img_s("decode_only") * result.workers / plain, 2),
         # The measured ceiling: the harness's own decoder run in already-started processes, each
-        # on its share, nothing sent back (parallel_ceiling_variant). Where it sits below the
-        # target, no way of spreading this decoder over this machine's cores reaches it.
+        # on an equal share, nothing sent back (parallel_ceiling_variant). Where it sits below
+        # the target, splitting this decoder over this machine's cores does not reach it.
         f"{prefix}_parallel_ceiling": round(result.img_s("parallel_ceiling") / plain, 2),
         f"{prefix}_core_scaling": round(result.img_s("parallel_ceiling") / one_proc, 2),
     }

@@ -4,6 +4,7 @@ same pixels or the same error as opening the file with PIL."""
 from __future__ import annotations
 
 import io
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +100,49 @@ def test_a_truncated_or_corrupt_grey_jpeg_gets_the_usual_error(tmp_path: Path) -
     missing = tmp_path / "missing.jpg"
     fast, usual = _both(missing, Preprocess(32, 3))
     assert isinstance(fast, str) and fast.startswith("FileNotFoundError") and fast == usual
+
+
+def _segment(marker: int, payload: bytes) -> bytes:
+    return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+
+def _after_soi(data: bytes, extra: bytes) -> bytes:
+    return data[:2] + extra + data[2:]
+
+
+def _crafted() -> dict[str, bytes]:
+    """Headers PIL's parser reads differently from a naive marker walk (each must go the usual way)."""
+    face = _face(48)
+    base = _jpeg(face.crop((0, 0, 40, 48)))
+    exif = Image.Exif()
+    exif[cache.ORIENTATION] = 6
+    app1 = _segment(0xE1, b"Exif\0\0" + exif.tobytes())
+    jfif_end = 2 + 2 + struct.unpack(">H", base[4:6])[0]
+    return {
+        "exif_behind_ff00": _after_soi(base, b"\xff\x00" + struct.pack(">H", len(app1) + 2) + app1),
+        "exif_behind_rst0": _after_soi(base, b"\xff\xd0" + struct.pack(">H", len(app1) + 2) + app1),
+        "short_jfif_app0": _after_soi(base[:2] + base[jfif_end:], _segment(0xE0, b"JFIF\0")),
+        "short_icc_app2": _after_soi(base, _segment(0xE2, b"ICC_PROFILE\0")),
+        "tem_marker": _after_soi(base, b"\xff\x01\x00\x04\x00\x00"),
+        "fill_bytes": _after_soi(base, b"\xff\xff"),
+        "bad_quantization_table": _after_soi(base, _segment(0xDB, b"\x00" + bytes(10))),
+        "two_frames": base.replace(b"\xff\xda", _segment(0xC0, bytes([8, 0, 8, 0, 8, 1, 1, 0x11, 0])) + b"\xff\xda", 1),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_crafted()))
+def test_headers_pil_reads_its_own_way_are_left_to_pil(tmp_path: Path, name: str) -> None:
+    path = tmp_path / f"{name}.jpg"
+    path.write_bytes(_crafted()[name])
+    assert jpeg.grey_frame(path.read_bytes()) is None
+    fast, usual = _both(path, Preprocess(32, 1))
+    assert type(fast) is type(usual)
+    assert fast == usual if isinstance(fast, str) else np.array_equal(fast, usual)
+
+
+def test_restart_intervals_and_comments_take_the_short_path(tmp_path: Path) -> None:
+    path = tmp_path / "restart.jpg"
+    path.write_bytes(_after_soi(_jpeg(_face(), restart_marker_blocks=1), _segment(0xFE, b"a comment")))
+    assert cache._open_plain_grey_jpeg(Source(str(path), None, None, None), Preprocess(32, 1)) is not None
+    fast, usual = _both(path, Preprocess(32, 1))
+    assert isinstance(fast, np.ndarray) and np.array_equal(fast, usual)

@@ -30,6 +30,9 @@ PREPROCESS_VERSION = 2  # (the short grey-JPEG path decodes the same bytes: no b
 # Images per task sent to a worker process: smaller chunks cost more in hand-offs than the
 # last chunk leaves a core idle (64 and 128 were slower than 256 on FER2013, measured).
 CHUNK = 256
+# Bytes read before the short grey-JPEG path decides (a plain header is well under 1 KiB): a
+# larger or colour image costs only this much before it is opened the usual way.
+JPEG_HEAD = 16384
 # EXIF's orientation tag; 1 (or none) means the pixels are stored upright.
 ORIENTATION = 0x0112
 # A worker's mapping of the shared output array, by name (a worker serves one decode_all).
@@ -104,13 +107,15 @@ def _open_plain_grey_jpeg(record: ImageRecord | Source, prep: Preprocess):  # no
     where `prepare` would decode it whole anyway (no draft reduction); None: open it as usual."""
     if record.span is not None:
         return None
-    data = Path(record.path).read_bytes()
-    frame = jpeg.grey_frame(data)
-    if frame is None:
-        return None
-    box = _clamp(record.box, frame.width, frame.height)
-    if min(box[2], box[3]) / prep.image_size >= 2:  # prepare's draft decoding would shrink it
-        return None
+    with open(record.path, "rb") as fh:
+        data = fh.read(JPEG_HEAD)  # a header, or all of a small face
+        frame = jpeg.grey_frame(data)
+        if frame is None:
+            return None
+        box = _clamp(record.box, frame.width, frame.height)
+        if min(box[2], box[3]) / prep.image_size >= 2:  # prepare's draft decoding would shrink it
+            return None
+        data += fh.read()
     return jpeg.decode_grey(data, frame)
 
 

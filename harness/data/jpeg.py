@@ -6,8 +6,9 @@ once, the few markers that decide the result are scanned, and PIL's own libjpeg 
 `Image.open(...).load()` drives) fills a fresh grey image: the same pixels, byte for byte.
 
 Only the plainest case takes this path: one 8-bit channel, a baseline, extended or progressive
-frame, no EXIF or XMP (APP1: an orientation to honour) and no Adobe marker (APP14: a colour
-transform), and no more than `Image.MAX_IMAGE_PIXELS` pixels; the caller adds that draft decoding
+frame, a header of nothing but the segments such a file needs (no EXIF or XMP with an orientation
+to honour, no Adobe colour transform, nothing PIL would reject), and no more than
+`Image.MAX_IMAGE_PIXELS` pixels; the caller adds that draft decoding
 would not reduce it (harness.data.cache). Anything else, and any decoder complaint (a truncated or corrupt file), returns None: the
 caller then opens the file the usual way, which gives the usual result or the usual error.
 """
@@ -17,11 +18,13 @@ from __future__ import annotations
 from typing import NamedTuple
 
 SOI = b"\xff\xd8"
-# Start-of-frame markers for Huffman-coded baseline, extended and progressive DCT: the frames
-# PIL's JPEG plugin reads without a special mode. The rest (lossless, arithmetic, hierarchical)
-# go the usual way.
+# Start-of-frame markers for Huffman-coded baseline, extended and progressive DCT.
 PLAIN_FRAMES = frozenset({0xC0, 0xC1, 0xC2})
-APP1, APP14, SOS, EOI = 0xE1, 0xEE, 0xDA, 0xD9
+APP0, DHT, DQT, DRI, COM, SOS = 0xE0, 0xC4, 0xDB, 0xDD, 0xFE, 0xDA
+# The only segments allowed before the scan: those PIL's parser reads without effect on the pixels
+# (checked below as strictly as it checks them). Any other marker, a fill byte, junk between
+# segments or a standalone marker sends the file the usual way.
+PLAIN_SEGMENTS = PLAIN_FRAMES | {APP0, DHT, DQT, DRI, COM}
 
 
 class Frame(NamedTuple):
@@ -34,32 +37,46 @@ class Frame(NamedTuple):
 
 
 def plain_frame(data: bytes) -> Frame | None:
-    """The frame of a JPEG whose markers before its scan hold nothing this path must honour.
+    """The frame of a JPEG whose header holds only segments this path can vouch for, or None.
 
-    None if the bytes are not a JPEG, carry an APP1 (EXIF/XMP) or APP14 (Adobe) segment, use a
-    frame other than baseline/extended/progressive Huffman, or end before a frame and a scan.
+    Segments follow one another with no fill or junk; each is a JFIF APP0 that PIL parses, a
+    quantization table PIL accepts, a Huffman table, a restart interval, a comment or the one
+    baseline/extended/progressive frame; the scan must start within `data`. Everything else (APP1
+    EXIF/XMP, APP2 ICC/MPF, APP14 Adobe, other frames) is None.
     """
     if not data.startswith(SOI):
         return None
     frame, i, end = None, 2, len(data)
-    while i + 4 <= end:
-        if data[i] != 0xFF:
-            return None
+    while i + 4 <= end and data[i] == 0xFF:
         marker = data[i + 1]
-        if marker == 0xFF:  # a fill byte before the marker
-            i += 1
-            continue
-        if marker in (APP1, APP14, EOI) or (0xC0 <= marker <= 0xCF and marker not in PLAIN_FRAMES | {0xC4, 0xC8, 0xCC}):
-            return None
         if marker == SOS:
             return frame
         length = (data[i + 2] << 8) | data[i + 3]
+        payload = data[i + 4 : i + 2 + length]
+        if marker not in PLAIN_SEGMENTS or length < 2 or i + 2 + length > end or not _segment_ok(marker, payload):
+            return None
         if marker in PLAIN_FRAMES:
-            if length < 8 or i + 4 + length > end or frame is not None:
+            if frame is not None:
                 return None
-            frame = Frame(data[i + 4], (data[i + 7] << 8) | data[i + 8], (data[i + 5] << 8) | data[i + 6], data[i + 9])
+            frame = Frame(payload[0], (payload[3] << 8) | payload[4], (payload[1] << 8) | payload[2], payload[5])
         i += 2 + length
     return None
+
+
+def _segment_ok(marker: int, payload: bytes) -> bool:
+    """Whether PIL's parser reads this segment without an error (JpegImagePlugin's APP, DQT, SOF)."""
+    if marker == APP0:
+        return payload.startswith(b"JFIF") and len(payload) >= 12
+    if marker == DQT:
+        while payload:
+            size = 1 + (1 if payload[0] // 16 == 0 else 2) * 64
+            if len(payload) < size:
+                return False
+            payload = payload[size:]
+        return True
+    if marker in PLAIN_FRAMES:
+        return len(payload) >= 6
+    return True
 
 
 def grey_frame(data: bytes) -> Frame | None:
@@ -82,10 +99,14 @@ def decode_grey(data: bytes, frame: Frame):  # noqa: ANN201 - a PIL image or Non
     im = Image.new("L", (frame.width, frame.height))
     try:
         decoder = Image._getdecoder("L", "jpeg", ("L", ""))  # noqa: SLF001 - the decoder ImageFile.load uses
-        decoder.setimage(im.im, (0, 0, frame.width, frame.height))
-        consumed, error = decoder.decode(data)
-        decoder.cleanup()
     except Exception:  # noqa: BLE001 - any trouble: the usual path decides
         return None
+    try:
+        decoder.setimage(im.im, (0, 0, frame.width, frame.height))
+        consumed, error = decoder.decode(data)
+    except Exception:  # noqa: BLE001 - any trouble: the usual path decides
+        return None
+    finally:
+        decoder.cleanup()
     # A finished decode reports consumed < 0; otherwise the file ended early or was corrupt.
     return im if consumed < 0 and error >= 0 else None
