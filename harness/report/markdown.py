@@ -36,7 +36,7 @@ def markdown_page(results: Results, claims: Sequence[ClaimSpec], command: str, g
     if claims:
         parts += ["", "## Claims", "", _claims(results, claims)]
     steps = chain(ladder(results))
-    if steps:
+    if len(steps) > 1:  # one rung alone is no ladder (e.g. the claims runs hold only rung 0)
         parts += ["", "## Ablation ladder", "", _ladder(results, steps)]
     for ranking in profile_rankings(results):
         parts += ["", f"## The `{ranking.profile}` profile's ranking against these runs", "", _ranking(ranking)]
