@@ -26,7 +26,6 @@ they differ by more than MAX_MEAN_ABS_DIFF grey levels on average.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -42,7 +41,7 @@ from PIL import Image
 
 # Only what the decoder's workers need anyway, at the top: spawned workers re-import this
 # script, and the harness's own entry point (harness/cli.py) keeps its top level as light.
-from harness.data.cache import CHUNK, Preprocess, decode_all
+from harness.data.cache import CHUNK, Preprocess, decode_all, worker_count
 from harness.data.records import ImageRecord
 
 FER2013_TRAIN = REPO.parent / "shared" / "data" / "fer2013" / "train"
@@ -187,7 +186,7 @@ def measure(
         record.path.read_bytes()
     plain_decode(records[:32], PREP)  # imports and PIL's plugin registry, outside the timing
     small = records[: CHUNK + 1]
-    workers = min(os.cpu_count() or 1, -(-len(records) // CHUNK))  # as decode_all chooses
+    workers = worker_count(len(records))  # as many processes as decode_all uses
     parallel, close_parallel = parallel_ceiling_variant(records, workers)
     variants = {
         "harness": lambda: harness_decode(records, PREP, None),

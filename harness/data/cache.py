@@ -26,7 +26,7 @@ from harness.data import jpeg
 from harness.data.records import ImageRecord
 
 # Bump when decoding/cropping/resizing changes, so old caches are not reused.
-PREPROCESS_VERSION = 2  # (the short grey-JPEG path decodes the same bytes: no bump)
+PREPROCESS_VERSION = 2  # the short grey-JPEG path gives the same bytes, so it needed no bump
 # Images per task sent to a worker process: smaller chunks cost more in hand-offs than the
 # last chunk leaves a core idle (64 and 128 were slower than 256 on FER2013, measured).
 CHUNK = 256
@@ -239,12 +239,18 @@ def _shape(n: int, prep: Preprocess) -> tuple[int, int, int, int]:
     return (n, prep.image_size, prep.image_size, prep.channels)
 
 
+def worker_count(n: int, workers: int | None = None) -> int:
+    """Processes decode_all uses for `n` records: `workers` (default: every core), no more than
+    there are chunks."""
+    return min(workers or os.cpu_count() or 1, -(-n // CHUNK))
+
+
 def decode_all(
     records: Sequence[ImageRecord], prep: Preprocess, *, workers: int | None = None, progress: bool = False
 ) -> Arrays:
     """Decode records in parallel processes, each writing its chunks into one shared array."""
     n = len(records)
-    workers = min(workers or os.cpu_count() or 1, -(-n // CHUNK))
+    workers = worker_count(n, workers)
     bar = _progress_bar(n) if progress else None
     try:
         if workers <= 1:

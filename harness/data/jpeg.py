@@ -8,9 +8,9 @@ once, the few markers that decide the result are scanned, and PIL's own libjpeg 
 Only the plainest case takes this path: one 8-bit channel, a baseline, extended or progressive
 frame, a header of nothing but the segments such a file needs (no EXIF or XMP with an orientation
 to honour, no Adobe colour transform, nothing PIL would reject), and no more than
-`Image.MAX_IMAGE_PIXELS` pixels; the caller adds that draft decoding
-would not reduce it (harness.data.cache). Anything else, and any decoder complaint (a truncated or corrupt file), returns None: the
-caller then opens the file the usual way, which gives the usual result or the usual error.
+`Image.MAX_IMAGE_PIXELS` pixels; the caller (harness.data.cache) adds that draft decoding would
+not shrink it. Anything else, and any decoder complaint (a truncated or corrupt file), gives None:
+the caller then opens the file the usual way, which gives the usual result or the usual error.
 """
 
 from __future__ import annotations
@@ -97,16 +97,15 @@ def decode_grey(data: bytes, frame: Frame):  # noqa: ANN201 - a PIL image or Non
     from PIL import Image
 
     im = Image.new("L", (frame.width, frame.height))
+    decoder = None
     try:
         decoder = Image._getdecoder("L", "jpeg", ("L", ""))  # noqa: SLF001 - the decoder ImageFile.load uses
-    except Exception:  # noqa: BLE001 - any trouble: the usual path decides
-        return None
-    try:
         decoder.setimage(im.im, (0, 0, frame.width, frame.height))
         consumed, error = decoder.decode(data)
     except Exception:  # noqa: BLE001 - any trouble: the usual path decides
         return None
     finally:
-        decoder.cleanup()
+        if decoder is not None:
+            decoder.cleanup()
     # A finished decode reports consumed < 0; otherwise the file ended early or was corrupt.
     return im if consumed < 0 and error >= 0 else None
